@@ -1,0 +1,38 @@
+# Two commands for users (README): `make demo` and `make test`. Both create .venv when missing and
+# install the project with the exact tested versions (constraints.txt); a second run is a quick no-op.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is named in the same pip call so that pip takes the CPU build (DESIGN.md "Known facts").
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0 -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/secure-mor base pretrain --preset tiny --out runs/demo/base
+	$(BIN)/secure-mor eval --model runs/demo/base --limit 1000 --json runs/demo/eval.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	tools/typecheck.sh
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/base_pretrain.py
+
+clean:
+	rm -rf $(VENV) build dist .typecheck .mypy_cache .ruff_cache .pytest_cache

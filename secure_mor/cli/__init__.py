@@ -1,0 +1,40 @@
+"""The ``secure-mor`` command line: one Typer app, one module per command group.
+
+``main`` is the console-script entry point: it runs the app and turns every ``SecureMorError`` into a
+one-line message on stderr and a non-zero exit status, so that a user never sees a Python traceback for
+a mistake of theirs (a programming error still shows one, as it should).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from secure_mor.cli import data
+from secure_mor.cli.app import app, console_err
+from secure_mor.errors import SecureMorError
+
+
+app.add_typer(data.app, name="data")
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    try:
+        result = app(args=argv, prog_name="secure-mor", standalone_mode=False)
+    except click.ClickException as error:  # bad arguments: click prints the usage line and the reason
+        error.show()
+        return error.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        console_err.print("[yellow]interrupted[/]")
+        return 130
+    except SecureMorError as error:
+        console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return error.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The root Typer app and the consoles every command prints through."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from secure_mor import __version__
+
+console = Console()
+console_err = Console(stderr=True)
+
+app = typer.Typer(
+    name="secure-mor",
+    help="Federated alignment of a vision-language model with a mixture of encrypted, private rewards (MoR).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"secure-mor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
+) -> None:
+    """Federated alignment of a vision-language model with a mixture of encrypted, private rewards."""

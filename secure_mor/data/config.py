@@ -1,0 +1,67 @@
+"""``DataConfig``: where the VQA data comes from, how its columns map, and how it is split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from secure_mor.config import help_field, nested, require
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Names of the source dataset's columns that hold each field of the VQA schema."""
+
+    image: str = help_field("image", "Column with the image (an Image feature, a path or bytes).")
+    question: str = help_field("question", "Column with the question text.")
+    answer: str = help_field("answer", "Column with the gold answer (a string, or a list: most common wins).")
+    kind: str | None = help_field(None, "Column with the question kind; unset = every question is 'vqa'.")
+    image_id: str | None = help_field(None, "Column identifying the image; unset = a hash of the image bytes.")
+
+
+@dataclass(frozen=True)
+class Fractions:
+    """Shares of the training images (not questions) given to each split; the rest stays unused."""
+
+    foundation: float = help_field(0.4, "Images for supervised pretraining of the base VLM.")
+    prompts: float = help_field(0.15, "Images whose questions are the server's public GRPO prompts.")
+    calibration: float = help_field(0.05, "Images for the router's public calibration set.")
+    clients: float = help_field(0.4, "Images shared out among the clients' private shards.")
+    test: float = help_field(0.2, "Images held out for testing, only when the source has no test split.")
+
+    def __post_init__(self) -> None:
+        for name in ("foundation", "prompts", "calibration", "clients", "test"):
+            value = getattr(self, name)
+            require(0.0 <= value <= 1.0, name, f"expected a fraction in [0, 1], found {value}")
+        total = self.foundation + self.prompts + self.calibration + self.clients
+        require(total <= 1.0 + 1e-9, "foundation", f"the four split fractions sum to {total:.3f}; at most 1")
+
+
+@dataclass(frozen=True)
+class ClientSplit:
+    """How the client pool is shared out: one client per question kind, or Dirichlet(alpha) over kinds."""
+
+    mode: Literal["by-kind", "dirichlet"] = help_field("by-kind", "'by-kind' or 'dirichlet'.")
+    count: int = help_field(3, "Number of clients in 'dirichlet' mode (by-kind: one per kind).")
+    alpha: float = help_field(0.5, "Dirichlet concentration: small = each client sees few kinds.")
+    names: tuple[str, ...] = help_field((), "Client names in order; default: the kinds, or client-0, ….")
+
+    def __post_init__(self) -> None:
+        require(self.count >= 1, "count", f"expected an integer ≥ 1, found {self.count}")
+        require(self.alpha > 0, "alpha", f"expected a number > 0, found {self.alpha}")
+        require(len(set(self.names)) == len(self.names), "names", f"names must be unique, found {self.names}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Source, column mapping and seeded split of the VQA data (the ``[data]`` table of a config)."""
+
+    source: str = help_field(
+        "easy-vqa", "'easy-vqa', a local dataset (save_to_disk folder, parquet, image folder) or a hub id."
+    )
+    train_split: str = help_field("train", "Split of the source that the five splits are cut from.")
+    test_split: str | None = help_field("test", "Split used only by eval; unset = hold out `fractions.test`.")
+    columns: ColumnMap = nested(ColumnMap, "Column mapping for sources other than easy-vqa.")
+    fractions: Fractions = nested(Fractions, "Shares of training images per split.")
+    clients: ClientSplit = nested(ClientSplit, "How client shards are formed.")
+    seed: int = help_field(0, "Seed of the split; the same seed always gives the same split.")
