@@ -1,0 +1,1 @@
+"""Tests of secure_mor.crypto and the wire protocol."""
