@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/secure-mor eval --model runs/demo/base --limit 1000 --json runs/demo/eval.json
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

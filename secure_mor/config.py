@@ -78,9 +78,7 @@ def from_mapping(
             f"{prefix}{unknown[0]}: unknown field; expected one of: {', '.join(sorted(fields))}"
         )
     hints = get_type_hints(cls)
-    values = {
-        name: _convert(hints[name], value, f"{prefix}{name}", base) for name, value in data.items()
-    }
+    values = {name: _convert(hints[name], value, f"{prefix}{name}", base) for name, value in data.items()}
     try:
         return cls(**values)
     except ConfigError as error:
@@ -140,7 +138,9 @@ def _convert(tp: Any, value: Any, name: str, base: Path | None) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a table, found {_kind(value)}")
         value_type = get_args(tp)[1] if get_args(tp) else Any
-        return types.MappingProxyType({str(k): _convert(value_type, v, f"{name}.{k}", base) for k, v in value.items()})
+        return types.MappingProxyType(
+            {str(k): _convert(value_type, v, f"{name}.{k}", base) for k, v in value.items()}
+        )
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, prefix=f"{name}.", base=base)  # type: ignore[arg-type]
     return _convert_scalar(tp, value, name, base)

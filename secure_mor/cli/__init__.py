@@ -9,30 +9,32 @@ from __future__ import annotations
 
 import sys
 
-import click
+import typer
 
-from secure_mor.cli import data
+from secure_mor.cli import base, data, evaluate
 from secure_mor.cli.app import app, console_err
 from secure_mor.errors import SecureMorError
 
+__all__ = ["app", "main"]
 
+app.add_typer(base.app, name="base")
 app.add_typer(data.app, name="data")
-
+app.command("eval")(evaluate.eval_command)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     try:
         result = app(args=argv, prog_name="secure-mor", standalone_mode=False)
-    except click.ClickException as error:  # bad arguments: click prints the usage line and the reason
-        error.show()
-        return error.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         console_err.print("[yellow]interrupted[/]")
         return 130
     except SecureMorError as error:
         console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return error.exit_code
+    except typer.TyperException as error:  # bad arguments: show the usage line and the reason
+        error.show()  # type: ignore[attr-defined]
+        return int(error.exit_code)
     return result if isinstance(result, int) else 0
 
 

@@ -33,3 +33,15 @@ def root(
     ),
 ) -> None:
     """Federated alignment of a vision-language model with a mixture of encrypted, private rewards."""
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Hide the libraries' own progress bars and info logs: the CLI draws its own progress."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()

@@ -30,7 +30,9 @@ def show(
     splits = load_splits(data_config)
     named = splits.named()
     kinds = sorted({kind for split in named.values() for kind in set(split["kind"])})
-    table = Table(title=f"{data_config.source} · seed {data_config.seed} · clients {data_config.clients.mode}")
+    table = Table(
+        title=f"{data_config.source} · seed {data_config.seed} · clients {data_config.clients.mode}"
+    )
     table.add_column("split")
     table.add_column("images", justify="right")
     table.add_column("questions", justify="right")

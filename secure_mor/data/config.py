@@ -16,7 +16,9 @@ class ColumnMap:
     question: str = help_field("question", "Column with the question text.")
     answer: str = help_field("answer", "Column with the gold answer (a string, or a list: most common wins).")
     kind: str | None = help_field(None, "Column with the question kind; unset = every question is 'vqa'.")
-    image_id: str | None = help_field(None, "Column identifying the image; unset = a hash of the image bytes.")
+    image_id: str | None = help_field(
+        None, "Column identifying the image; unset = a hash of the image bytes."
+    )
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class Fractions:
     prompts: float = help_field(0.15, "Images whose questions are the server's public GRPO prompts.")
     calibration: float = help_field(0.05, "Images for the router's public calibration set.")
     clients: float = help_field(0.4, "Images shared out among the clients' private shards.")
-    test: float = help_field(0.2, "Images held out for testing, only when the source has no test split.")
+    test: float = help_field(
+        0.2, "Images held out for testing when the source has no test split (the others share the rest)."
+    )
 
     def __post_init__(self) -> None:
         for name in ("foundation", "prompts", "calibration", "clients", "test"):

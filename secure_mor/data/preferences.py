@@ -47,7 +47,9 @@ def build_preference_pairs(
     A kind with a single answer in the vocabulary cannot give a wrong answer: its questions are refused.
     """
     if not 0.0 <= label_noise <= 0.5:
-        raise DataError(f"label_noise must be in [0, 0.5] (above 0.5 labels are mostly wrong), found {label_noise}")
+        raise DataError(
+            f"label_noise must be in [0, 0.5] (above 0.5 labels are mostly wrong), found {label_noise}"
+        )
     vocab = {k: tuple(v) for k, v in (vocabulary or answers_by_kind(shard)).items()}
     rng = np.random.default_rng(seed)
     chosen, rejected = [], []

@@ -100,13 +100,17 @@ def _load_local(path: Path, split: str) -> datasets.Dataset | datasets.DatasetDi
     if path.is_dir():
         split_files = sorted(path.glob(f"**/{split}*.parquet")) or sorted(path.glob(f"{split}/**/*.parquet"))
         if split_files:
-            return datasets.load_dataset("parquet", data_files={split: [str(f) for f in split_files]}, split=split)
+            return datasets.load_dataset(
+                "parquet", data_files={split: [str(f) for f in split_files]}, split=split
+            )
         if any((path / name).exists() for name in ("metadata.csv", "metadata.jsonl")) or any(
             (path / split / name).exists() for name in ("metadata.csv", "metadata.jsonl")
         ):
             return datasets.load_dataset("imagefolder", data_dir=str(path))
         if list(path.glob("*.parquet")):
-            raise DataError(f"{path}: has parquet files but none named for split {split!r} ({split}*.parquet)")
+            raise DataError(
+                f"{path}: has parquet files but none named for split {split!r} ({split}*.parquet)"
+            )
     raise DataError(
         f"{path}: not a recognised dataset; expected a save_to_disk folder, a .parquet file or folder, "
         "or an image folder with metadata.csv / metadata.jsonl"

@@ -61,8 +61,8 @@ def make_splits(
     order = unique[rng.permutation(len(unique))]
     fractions = config.fractions
     shares = [fractions.foundation, fractions.prompts, fractions.calibration, fractions.clients]
-    if test is None:
-        shares.append(fractions.test)
+    if test is None:  # hold out the test images first; the other fractions share what remains
+        shares = [share * (1.0 - fractions.test) for share in shares] + [fractions.test]
     groups = _cut(order, shares)
     by_image = _rows_by_image(image_ids)
     parts = [train.select(_rows(group, by_image)) for group in groups[:3]]
@@ -71,7 +71,8 @@ def make_splits(
             raise DataError(f"split {name!r} is empty: raise fractions.{name} or use a larger dataset")
     clients = _client_shards(train, groups[3], by_image, config, rng)
     held_out = test if test is not None else train.select(_rows(groups[4], by_image))
-    return FederatedSplits(*parts, clients=MappingProxyType(clients), test=held_out)
+    foundation, prompts, calibration = parts
+    return FederatedSplits(foundation, prompts, calibration, MappingProxyType(clients), held_out)
 
 
 def _cut(order: np.ndarray, shares: Sequence[float]) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ from transformers import Qwen2VLProcessor
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
 
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):  # type: ignore[misc]
+class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     """Qwen2-VL processor with an image processor and a tokenizer, and no video processor."""
 
     def __init__(
@@ -23,4 +23,6 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):  # type: ignore[misc]
         chat_template: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+        super().__init__(  # type: ignore[no-untyped-call]
+            image_processor, tokenizer, None, chat_template=chat_template, **kwargs
+        )

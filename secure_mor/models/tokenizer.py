@@ -30,7 +30,7 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """Train byte-level BPE on ``texts`` (plus the chat template's role words) and wrap it for transformers."""
+    """Train byte-level BPE on ``texts`` (plus the chat template's role words), wrapped for transformers."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

@@ -1,0 +1,71 @@
+"""Shared fixtures: small VQA datasets written by the tests, and a tiny VLM built offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from secure_mor.data import DataConfig, FederatedSplits, load_splits
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+
+
+def make_image(color: str, size: int = 32, seed: int = 0) -> Image.Image:
+    """A square image of one colour with a little seeded noise, so no two images are byte-identical."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(COLORS[color]) + rng.integers(-10, 10, (size, size, 3)), 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def _toy_rows(n_images: int = 12) -> dict[str, list[object]]:
+    """Rows of a toy VQA set with custom column names: two questions per image (colour, yes/no)."""
+    rows: dict[str, list[object]] = {"img": [], "q": [], "a": [], "type": []}
+    names = list(COLORS)
+    for i in range(n_images):
+        color = names[i % len(names)]
+        image = make_image(color, seed=i)
+        for question, answer, kind in (
+            ("what color is it?", color, "color"),
+            ("is it red?", "yes" if color == "red" else "no", "yesno"),
+        ):
+            rows["img"].append(image)
+            rows["q"].append(question)
+            rows["a"].append(answer)
+            rows["type"].append(kind)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def toy_hf_dataset() -> datasets.Dataset:
+    return datasets.Dataset.from_dict(
+        _toy_rows(),
+        features=datasets.Features(
+            {
+                "img": datasets.Image(),
+                "q": datasets.Value("string"),
+                "a": datasets.Value("string"),
+                "type": datasets.Value("string"),
+            }
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def easy_splits() -> FederatedSplits:
+    return load_splits(DataConfig())
+
+
+@pytest.fixture(scope="session")
+def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def toy_rows() -> Callable[[int], dict[str, list[object]]]:
+    """A function making toy VQA rows (custom column names) for ``n_images`` images."""
+    return _toy_rows

@@ -1,0 +1,74 @@
+"""The TOML config loader: unknown fields, wrong types and rule violations name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from secure_mor.config import load_config, to_mapping
+from secure_mor.data import DataConfig
+from secure_mor.errors import ConfigError
+from secure_mor.models.pretrain import BaseConfig
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_when_tables_are_absent(tmp_path: Path) -> None:
+    config = load_config(BaseConfig, write(tmp_path, ""))
+    assert config == BaseConfig()
+
+
+def test_values_are_read_into_nested_frozen_dataclasses(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[data]\nseed = 7\nsource = "sets/vqa"\n[data.clients]\nmode = "dirichlet"\ncount = 4\n'
+        "[pretrain]\nsteps = 10\nlearning_rate = 1\n",
+    )
+    config = load_config(BaseConfig, path)
+    assert config.data.seed == 7
+    assert config.data.clients.count == 4
+    assert config.pretrain.learning_rate == 1.0
+    assert Path(config.data.source) == Path("sets/vqa")  # strings stay as written
+    with pytest.raises(AttributeError):
+        config.data.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[data]\nsed = 1\n", "run.toml: data.sed: unknown field"),
+        ("[data]\nseed = 'x'\n", "run.toml: data.seed: expected an integer, found a string"),
+        ("[data.clients]\nmode = 'random'\n", "data.clients.mode: expected one of 'by-kind', 'dirichlet'"),
+        ("[pretrain]\nsteps = 0\n", "run.toml: pretrain.steps: expected an integer ≥ 1, found 0"),
+        ("[pretrain]\npreset = 'huge'\n", "unknown model preset 'huge'"),
+        ("[data.fractions]\nfoundation = 0.9\n", "data.fractions.foundation: the four split fractions sum"),
+        ("data = 3\n", "data: expected a table, found an integer"),
+        ("[data\n", "run.toml: not valid TOML"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(BaseConfig, write(tmp_path, text))
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.toml"):
+        load_config(BaseConfig, tmp_path / "nope.toml")
+
+
+def test_single_table_ignores_other_tables(tmp_path: Path) -> None:
+    path = write(tmp_path, "[data]\nseed = 3\n[server]\nanything = 1\n")
+    assert load_config(DataConfig, path, table="data").seed == 3
+
+
+def test_round_trip_through_mapping(tmp_path: Path) -> None:
+    import tomli_w
+
+    config = BaseConfig()
+    path = write(tmp_path, tomli_w.dumps(to_mapping(config)))
+    assert load_config(BaseConfig, path) == config
