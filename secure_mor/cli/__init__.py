@@ -12,6 +12,8 @@ import sys
 import typer
 
 from secure_mor.cli import base, data, evaluate
+from secure_mor.cli import init as init_cli
+from secure_mor.cli import keyholder as keyholder_cli
 from secure_mor.cli.app import app, console_err
 from secure_mor.errors import SecureMorError
 
@@ -20,6 +22,8 @@ __all__ = ["app", "main"]
 app.add_typer(base.app, name="base")
 app.add_typer(data.app, name="data")
 app.command("eval")(evaluate.eval_command)
+app.command("init")(init_cli.init_command)
+app.add_typer(keyholder_cli.app, name="keyholder")
 
 
 def main(argv: list[str] | None = None) -> int:
