@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/base_pretrain.py
+	$(BIN)/python benchmarks/ckks_fusion.py
 
 clean:
 	rm -rf $(VENV) build dist .typecheck .mypy_cache .ruff_cache .pytest_cache

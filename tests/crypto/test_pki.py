@@ -171,3 +171,12 @@ def test_the_cli_writes_kits_and_never_prints_a_key(
     assert "Traceback" not in error
     assert main(["init", str(tmp_path / "x"), "--clients", "Bad Name"]) == 2
     assert "client name 'Bad Name'" in capsys.readouterr().err
+
+
+def test_keyholder_serve_reports_a_bad_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keyholder", "serve", "--config", str(tmp_path / "missing.toml")]) == 2
+    error = capsys.readouterr().err
+    assert "config file not found" in error
+    assert "Traceback" not in error
