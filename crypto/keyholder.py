@@ -74,9 +74,10 @@ class KeyHolderService(pb.KeyHolderServicer):
         identity = self._authorise(context, "DecryptAggregate")
         policy = self.config.policy
         if identity != policy.server_identity:
-            self._refuse(
-                context, identity, PolicyRefusal("PERMISSION_DENIED", "caller", "only the server may decrypt")
+            refusal = PolicyRefusal(
+                "PERMISSION_DENIED", "caller", f"only {policy.server_identity!r} may decrypt"
             )
+            self._refuse(context, identity, refusal, request.step_id)
         with self._lock:
             try:
                 approved = check_request(
@@ -91,7 +92,8 @@ class KeyHolderService(pb.KeyHolderServicer):
             except PolicyRefusal as refusal:
                 self._refuse(context, identity, refusal, request.step_id)
             except CryptoError as error:
-                self._refuse(context, identity, PolicyRefusal("INVALID_ARGUMENT", "malformed", str(error)))
+                malformed = PolicyRefusal("INVALID_ARGUMENT", "malformed", str(error))
+                self._refuse(context, identity, malformed, request.step_id)
             payload = {
                 "step_id": approved.step_id,
                 "requested_by": identity,

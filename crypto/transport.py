@@ -38,6 +38,11 @@ def message_options(max_bytes: int) -> list[tuple[str, Any]]:
     return [("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)]
 
 
+def secure_channel(target: str, tls: TlsFiles, max_message_bytes: int = 16 * 1024 * 1024) -> grpc.Channel:
+    """Open an mTLS channel to ``target`` (host:port) as the party whose ``tls`` files are given."""
+    return grpc.secure_channel(target, channel_credentials(tls), options=message_options(max_message_bytes))
+
+
 def peer_identity(context: grpc.ServicerContext) -> str | None:
     """Return the certificate CN of the caller, or ``None`` when the call did not come over mTLS."""
     found = context.auth_context().get("x509_common_name")

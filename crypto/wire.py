@@ -6,9 +6,14 @@ that names the field, the expected and the found value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from secure_mor import protocol as pb
 from secure_mor.crypto.ckks import CkksParams, EncryptedVector, SignedPublicContext
 from secure_mor.crypto.errors import CryptoError
+from secure_mor.crypto.signing import SigningKey, contribution_message
 
 
 def vector_to_proto(vector: EncryptedVector) -> pb.EncryptedVector:
@@ -67,4 +72,38 @@ def public_context_from_proto(message: pb.PublicContext) -> SignedPublicContext:
         params=params_from_proto(message.parameters),
         signer=message.signer,
         signature=bytes(message.signature),
+    )
+
+
+def sign_contribution(key: SigningKey, step_id: str, vector: EncryptedVector) -> pb.Contribution:
+    """Sign (step id, digest of the client's own ciphertext) as ``key``'s identity: what a client returns."""
+    digest = vector.digest()
+    return pb.Contribution(
+        identity=key.identity,
+        ciphertext_digest=digest,
+        signature=key.sign(contribution_message(step_id, digest)),
+    )
+
+
+def weight_summary(weights: np.ndarray) -> pb.WeightSummary:
+    """Summarise router weights of shape (K, N) over the contributors, as the key holder's policy reads it."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.size == 0:
+        raise CryptoError(f"weights must have shape (K, N) with K, N ≥ 1, found {weights.shape}")
+    sums = weights.sum(axis=0)
+    return pb.WeightSummary(
+        max_weight=float(weights.max()), min_row_sum=float(sums.min()), max_row_sum=float(sums.max())
+    )
+
+
+def decrypt_request(
+    step_id: str, fused: EncryptedVector, contributions: Sequence[pb.Contribution], weights: np.ndarray
+) -> pb.DecryptAggregateRequest:
+    """Build the server's ``DecryptAggregate`` request for a fused vector and its contributors."""
+    return pb.DecryptAggregateRequest(
+        step_id=step_id,
+        aggregate=vector_to_proto(fused),
+        contributors=list(contributions),
+        weights=weight_summary(weights),
+        count=fused.length,
     )

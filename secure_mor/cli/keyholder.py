@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -35,12 +36,9 @@ def serve(
     Refusals go to storage.service_log; each decryption is appended to the signed decryption log first.
     """
     settings = load_config(KeyholderConfig, config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     running = start_keyholder(settings)
-    fingerprint = running.service._secret.public.fingerprint.hex()
-    console.print(
-        f"key holder listening on {settings.service.listen} (port {running.port}); public context "
-        f"{fingerprint[:16]}…; k_min={settings.policy.k_min} w_max={settings.policy.w_max}. Ctrl-C stops."
-    )
+    console.print(f"key holder serving on port {running.port}; Ctrl-C or SIGTERM stops it")
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 
@@ -17,9 +16,9 @@ from secure_mor.crypto.keyholder import RunningKeyholder, start_keyholder
 from secure_mor.crypto.keyholder_config import KeyholderConfig
 from secure_mor.crypto.kit import TlsFiles, load_trust
 from secure_mor.crypto.provision import Federation, create_federation
-from secure_mor.crypto.signing import SigningKey, contribution_message
-from secure_mor.crypto.transport import channel_credentials, message_options
-from secure_mor.crypto.wire import public_context_from_proto, vector_to_proto
+from secure_mor.crypto.signing import SigningKey
+from secure_mor.crypto.transport import secure_channel
+from secure_mor.crypto.wire import decrypt_request, public_context_from_proto, sign_contribution
 
 CLIENTS = ("alice", "bob", "carol")
 
@@ -70,11 +69,7 @@ def kit_tls(root: Path, party: str) -> TlsFiles:
 
 def stub_for(federation: Federation, party: str, port: int) -> pb.KeyHolderStub:
     """A key holder stub on a fresh mTLS channel, as ``party`` (e.g. "server", "clients/alice")."""
-    channel = grpc.secure_channel(
-        f"127.0.0.1:{port}",
-        channel_credentials(kit_tls(federation.root, party)),
-        options=message_options(8 * 1024 * 1024),
-    )
+    channel = secure_channel(f"127.0.0.1:{port}", kit_tls(federation.root, party), 8 * 1024 * 1024)
     return pb.keyholder_stub(channel)
 
 
@@ -101,24 +96,11 @@ def make_request(
 ) -> pb.DecryptAggregateRequest:
     """Clients encrypt and sign; the server fuses with ``weights`` (K, N) and builds the request."""
     vectors = [public.encrypt(row) for row in scores]
-    contributions = []
-    for name, vector in zip(names, vectors, strict=True):
-        digest = vector.digest()
-        signature = client_key(federation, name).sign(contribution_message(step_id, digest))
-        contributions.append(
-            pb.Contribution(identity=f"client:{name}", ciphertext_digest=digest, signature=signature)
-        )
-    fused = public.weighted_sum(vectors, weights)
-    sums = weights.sum(axis=0)
-    return pb.DecryptAggregateRequest(
-        step_id=step_id,
-        aggregate=vector_to_proto(fused),
-        contributors=contributions,
-        weights=pb.WeightSummary(
-            max_weight=float(weights.max()), min_row_sum=float(sums.min()), max_row_sum=float(sums.max())
-        ),
-        count=scores.shape[1],
-    )
+    contributions = [
+        sign_contribution(client_key(federation, name), step_id, vector)
+        for name, vector in zip(names, vectors, strict=True)
+    ]
+    return decrypt_request(step_id, public.weighted_sum(vectors, weights), contributions, weights)
 
 
 def uniform(k: int, n: int) -> np.ndarray:

@@ -58,7 +58,7 @@ def test_any_allowlisted_party_gets_the_public_context_but_only_the_server_decry
     refused(
         lambda: alice.DecryptAggregate(request, timeout=10),
         grpc.StatusCode.PERMISSION_DENIED,
-        "only the server",
+        "only 'server' may decrypt",
     )
 
 
