@@ -72,3 +72,8 @@ def test_round_trip_through_mapping(tmp_path: Path) -> None:
     config = BaseConfig()
     path = write(tmp_path, tomli_w.dumps(to_mapping(config)))
     assert load_config(BaseConfig, path) == config
+
+
+def test_example_config_documents_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "base.toml"
+    assert load_config(BaseConfig, example) == BaseConfig()
