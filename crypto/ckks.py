@@ -125,6 +125,23 @@ def _check_chunks(vector: EncryptedVector, fingerprint: bytes, slots: int) -> No
         )
 
 
+def context_parameters(ctx: Any) -> tuple[int, tuple[int, ...]]:
+    """Read (N, coefficient-modulus bit sizes) from a TenSEAL context's SEAL modulus-switching chain.
+
+    Each level of the chain drops the last data prime, so consecutive totals give the primes' sizes;
+    the key level adds the special prime.
+    """
+    data = ctx.seal_context().data
+    degree = int(data.first_context_data().parms().poly_modulus_degree())
+    totals, level = [], data.first_context_data()
+    while level is not None:
+        totals.append(int(level.total_coeff_modulus_bit_count()))
+        level = level.next_context_data()
+    primes = [totals[-1]] + [totals[i] - totals[i + 1] for i in range(len(totals) - 2, -1, -1)]
+    special = int(data.key_context_data().total_coeff_modulus_bit_count()) - totals[0]
+    return degree, (*primes, special)
+
+
 class PublicContext:
     """The encryption-only context: public key, no secret, Galois or relinearisation keys."""
 
@@ -137,10 +154,11 @@ class PublicContext:
             raise CryptoError(f"public context does not parse: {error}") from None
         if ctx.has_secret_key() or ctx.has_galois_keys() or ctx.has_relin_keys():
             raise CryptoError("a public context must hold no secret, Galois or relinearisation keys")
-        degree = ctx.seal_context().data.first_context_data().parms().poly_modulus_degree()
-        if degree != params.poly_modulus_degree:
+        found = context_parameters(ctx)
+        if found != (params.poly_modulus_degree, params.coeff_mod_bit_sizes):
             raise ParameterError(
-                f"public context has N = {degree}, its parameters say {params.poly_modulus_degree}"
+                f"context has N = {found[0]} with moduli {list(found[1])} bits; its parameters say "
+                f"N = {params.poly_modulus_degree} with {list(params.coeff_mod_bit_sizes)}"
             )
         ctx.global_scale = 2.0**params.scale_bits
         self._ctx, self.data, self.params, self.fingerprint = ctx, data, params, sha256(data)
@@ -255,10 +273,10 @@ class SecretContext:
             ctx = ts.context_from(path.read_bytes())
         except Exception as error:
             raise CryptoError(f"{path}: not a TenSEAL context ({error})") from None
-        context = cls(ctx, params)
-        if context.public.params.poly_modulus_degree != params.poly_modulus_degree:
-            raise ParameterError(f"{path}: keys were made for other CKKS parameters than {params.to_json()}")
-        return context
+        try:
+            return cls(ctx, params)
+        except ParameterError as error:
+            raise ParameterError(f"{path}: keys were made for other CKKS parameters: {error}") from None
 
     def save(self, path: Path) -> None:
         """Write the secret context (public + secret key only) to a new 0600 file."""

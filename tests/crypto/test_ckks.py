@@ -153,3 +153,12 @@ def test_a_public_context_is_refused_if_it_carries_a_secret(secret: SecretContex
     ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=8192, coeff_mod_bit_sizes=[60, 40, 40, 60])
     with pytest.raises(CryptoError, match="no secret"):
         PublicContext(ctx.serialize(save_secret_key=True), CkksParams())
+
+
+def test_a_context_whose_moduli_differ_from_its_parameters_is_refused(tmp_path: Path) -> None:
+    other = SecretContext.generate(CkksParams(8192, (60, 40, 60), 40))
+    with pytest.raises(ParameterError, match=r"moduli \[60, 40, 60\]"):
+        PublicContext(other.public.data, CkksParams())
+    other.save(tmp_path / "secret.bin")
+    with pytest.raises(ParameterError, match="keys were made for other CKKS parameters"):
+        SecretContext.load(tmp_path / "secret.bin", CkksParams())
