@@ -166,8 +166,12 @@ class SignedLog:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-        with self._locked():
-            self._reload()
+        try:
+            with self._locked():
+                self._reload()
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     @property
     def entries(self) -> tuple[LogEntry, ...]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from secure_mor import protocol as pb
+from secure_mor.crypto.errors import LogIntegrityError
 from secure_mor.crypto.keyholder import RunningKeyholder, start_keyholder
 from secure_mor.crypto.provision import Federation
 from secure_mor.crypto.signed_log import read_log
@@ -184,3 +185,26 @@ def test_an_unknown_common_name_is_refused(federation: Federation, tmp_path: Pat
         assert "rule=identity" in config.storage.service_log.read_text()
     finally:
         running.stop(None)
+
+
+def test_a_tampered_decryption_log_stops_the_key_holder_from_starting(
+    federation: Federation, tmp_path: Path
+) -> None:
+    config = keyholder_config(federation, tmp_path)
+    running = start_keyholder(config)
+    try:
+        public = fetch_public(federation, running.port)
+        request = make_request(federation, public, "audited", RNG.random((3, 4)), uniform(3, 4))
+        stub_for(federation, "server", running.port).DecryptAggregate(request, timeout=30)
+    finally:
+        running.stop(None)
+    log = config.storage.decryption_log
+    log.write_text(log.read_text().replace('"audited"', '"forgotten"'))
+    with pytest.raises(LogIntegrityError, match=r"decryptions\.jsonl:1: .*does not verify"):
+        start_keyholder(config)
+
+
+def test_an_insecure_policy_is_announced_loudly(federation: Federation, tmp_path: Path) -> None:
+    running = start_keyholder(keyholder_config(federation, tmp_path, k_min=1, w_max=1.0))
+    running.stop(None)
+    assert "INSECURE POLICY: k_min=1, w_max=1.0" in (tmp_path / "logs" / "service.log").read_text()
