@@ -1,0 +1,37 @@
+"""Prompt features φ(x): the frozen reference VLM's mean-pooled last hidden state on (image, question).
+
+The router reads these (DESIGN.md "Router"); they come from the frozen reference, never from the
+policy being trained, so the routing of a prompt does not drift during GRPO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from secure_mor.models.factory import Vlm
+from secure_mor.models.prompts import vqa_prompt
+
+
+def prompt_features(
+    vlm: Vlm, images: Sequence[Any], questions: Sequence[str], *, batch_size: int = 64
+) -> np.ndarray:
+    """(n, hidden) mean-pooled last-layer states of ``vlm`` on the prompts, as float32."""
+    if len(images) != len(questions):
+        raise ValueError(f"{len(images)} images but {len(questions)} questions")
+    model: Any = vlm.model
+    out: list[np.ndarray] = []
+    for start in range(0, len(questions), batch_size):
+        prompts = [vqa_prompt(vlm.processor, q) for q in questions[start : start + batch_size]]
+        inputs = vlm.processor(
+            images=list(images[start : start + batch_size]), text=prompts, return_tensors="pt", padding=True
+        )
+        with torch.no_grad():
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]  # (B, T, H)
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+        out.append(pooled.float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.text_config.hidden_size), np.float32)
