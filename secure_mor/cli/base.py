@@ -12,7 +12,6 @@ from secure_mor.cli.app import console
 from secure_mor.cli.progress import progress_bar
 from secure_mor.config import load_config
 from secure_mor.models.presets import PRESETS
-from secure_mor.models.pretrain import BaseConfig, BasePretrainer
 
 app = typer.Typer(help="Build the base vision-language model.", no_args_is_help=True)
 
@@ -31,6 +30,8 @@ def pretrain(
     seed: int | None = typer.Option(None, "--seed", help="Override pretrain.seed."),
 ) -> None:
     """Pretrain the tiny Qwen2-VL on the foundation split only (never on client shards) and save it."""
+    from secure_mor.models.pretrain import BaseConfig, BasePretrainer  # torch: load only when run
+
     base = load_config(BaseConfig, config) if config is not None else BaseConfig()
     overrides: dict[str, Any] = {"preset": preset, "steps": steps, "max_minutes": max_minutes, "seed": seed}
     train_config = dataclasses.replace(base.pretrain, **{k: v for k, v in overrides.items() if v is not None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -13,8 +14,9 @@ from secure_mor.cli.options import data_config_from
 from secure_mor.cli.progress import progress_bar
 from secure_mor.data import load_splits
 from secure_mor.errors import SecureMorError
-from secure_mor.models.evaluate import EvalResult, TextOnlyBaseline, evaluate_vlm, sample_rows
-from secure_mor.models.factory import load_vlm
+
+if TYPE_CHECKING:
+    from secure_mor.models.evaluate import EvalResult
 
 
 def eval_command(
@@ -28,6 +30,9 @@ def eval_command(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON to this file."),
 ) -> None:
     """Answer held-out test questions and report exact-match accuracy per kind and overall."""
+    from secure_mor.models.evaluate import TextOnlyBaseline, evaluate_vlm, sample_rows  # torch: lazily
+    from secure_mor.models.factory import load_vlm
+
     data_config = data_config_from(config, source=dataset)
     vlm = load_vlm(model)
     splits = load_splits(data_config)
