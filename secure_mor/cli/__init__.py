@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from secure_mor.cli import base, data, evaluate
+from secure_mor.cli import audit, base, data, evaluate
 from secure_mor.cli import init as init_cli
 from secure_mor.cli import keyholder as keyholder_cli
 from secure_mor.cli.app import app, console_err
@@ -24,6 +24,7 @@ app.add_typer(data.app, name="data")
 app.command("eval")(evaluate.eval_command)
 app.command("init")(init_cli.init_command)
 app.add_typer(keyholder_cli.app, name="keyholder")
+app.command("audit")(audit.audit_command)
 
 
 def main(argv: list[str] | None = None) -> int:
