@@ -12,6 +12,7 @@ import sys
 import typer
 
 from secure_mor.cli import audit, base, data, evaluate
+from secure_mor.cli import client as client_cli
 from secure_mor.cli import init as init_cli
 from secure_mor.cli import keyholder as keyholder_cli
 from secure_mor.cli.app import app, console_err
@@ -24,6 +25,7 @@ app.add_typer(data.app, name="data")
 app.command("eval")(evaluate.eval_command)
 app.command("init")(init_cli.init_command)
 app.add_typer(keyholder_cli.app, name="keyholder")
+app.add_typer(client_cli.app, name="client")
 app.command("audit")(audit.audit_command)
 
 

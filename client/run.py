@@ -1,0 +1,90 @@
+"""``secure-mor client train-rm``: load the client's shard, split pairs, train under DP, save, record.
+
+The shard's questions become preference pairs (``secure_mor.data.build_preference_pairs``); a share of
+its IMAGES (not questions) is held out, so no held-out pair shares an image with a training pair. The
+held-out pairs measure pairwise accuracy and fit the score's temperature; they are never trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from secure_mor.client.config import ClientConfig
+from secure_mor.client.errors import ClientError
+from secure_mor.client.ledger import PrivacyLedger
+from secure_mor.client.training import Progress, TrainResult, train_reward_model
+from secure_mor.crypto.signing import SigningKey
+from secure_mor.data import build_preference_pairs, load_splits
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    """A client's training and held-out preference pairs."""
+
+    train: datasets.Dataset
+    heldout: datasets.Dataset
+
+
+def client_pairs(config: ClientConfig) -> PairSplit:
+    """The client's pairs, split by image into training and held-out pairs."""
+    splits = load_splits(config.data)
+    shard_name = config.shard
+    if shard_name not in splits.clients:
+        raise ClientError(
+            f"reward_model.shard: no client shard {shard_name!r} in the data split; "
+            f"expected one of: {', '.join(splits.clients)}"
+        )
+    rm = config.reward_model
+    pairs = build_preference_pairs(splits.clients[shard_name], seed=rm.seed, label_noise=rm.label_noise)
+    if rm.limit:
+        pairs = pairs.select(range(min(rm.limit, len(pairs))))
+    images = np.array(sorted(set(pairs["image_id"])))
+    rng = np.random.default_rng(rm.seed)
+    held = set(
+        images[rng.permutation(len(images))[: max(1, round(rm.heldout_fraction * len(images)))]].tolist()
+    )
+    in_heldout = [image_id in held for image_id in pairs["image_id"]]
+    heldout = pairs.select([i for i, h in enumerate(in_heldout) if h])
+    train = pairs.select([i for i, h in enumerate(in_heldout) if not h])
+    if len(train) < 2 or len(heldout) < 1:
+        raise ClientError(f"shard {shard_name!r} has too few pairs ({len(pairs)}) to train and hold out")
+    return PairSplit(train, heldout)
+
+
+def open_ledger(config: ClientConfig) -> PrivacyLedger:
+    """The client's privacy ledger, signed with the Ed25519 key of its kit."""
+    signer = SigningKey.load(config.federation.identity, config.federation.signing_key)
+    return PrivacyLedger(config.privacy.ledger, signer)
+
+
+def train_from_config(
+    config: ClientConfig,
+    *,
+    epsilon: float | None = None,
+    out: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[TrainResult, Path]:
+    """Train the configured reward model (ε from ``epsilon`` or ``privacy.epsilon``), save it, record it."""
+    ledger = open_ledger(config)
+    try:
+        requested = config.privacy.epsilon if epsilon is None else epsilon
+        ledger.check(requested, config.privacy.budget) if requested != float("inf") else None
+        split = client_pairs(config)
+        result = train_reward_model(
+            split.train,
+            split.heldout,
+            model_config=config.reward_model,
+            training=config.training,
+            privacy=config.privacy,
+            epsilon=requested,
+            ledger=ledger,
+            progress=progress,
+        )
+    finally:
+        ledger.close()
+    path = result.model.save(out or config.reward_model.out)
+    return result, path

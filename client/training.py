@@ -1,0 +1,190 @@
+"""Train a client's reward model on its preference pairs: Bradley–Terry loss under Opacus DP-SGD.
+
+One entry point, ``train_reward_model``. With a finite ε it (1) refuses a run that would exceed the
+ledger's budget, (2) makes model, optimizer and data loader private with ``make_private_with_epsilon``
+(PRV accountant, Poisson sampling, noise calibrated for the per-run ε and δ over the configured
+epochs), (3) trains in physical batches through ``BatchMemoryManager``, (4) records the run in the
+signed ledger. With ε = inf it trains the same model with the same batch size and no DP (comparison).
+
+Grad-sample modes: the compact model uses ghost clipping (``"ghost"``: per-pair norms without
+materialising per-pair gradients; Conv2d falls back to explicit per-pair gradients inside it); the
+LoRA VLM runs two forwards per pair, which ghost clipping cannot combine exactly, so it uses hooks.
+
+Empty Poisson batches: Opacus' loader yields a batch of size 0; the forward, backward and noisy step
+still run (the step must happen: skipping it would make the noise depend on the data).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import datasets
+import torch
+from opacus import PrivacyEngine
+from opacus.utils.batch_memory_manager import BatchMemoryManager
+from torch.utils.data import DataLoader
+
+from secure_mor.client.bt_loss import BradleyTerryLoss
+from secure_mor.client.config import PrivacyConfig, RewardModelConfig, TrainingConfig
+from secure_mor.client.ledger import DpEvent, DpRun, PrivacyLedger
+from secure_mor.client.reward_model import RewardModel, build_reward_model, pairwise_accuracy
+
+GRAD_SAMPLE_MODE = {"compact": "ghost", "lora-vlm": "hooks"}
+
+Progress = Callable[[int, int, float], None]
+"""Called after each logical step with (step, total steps, loss)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    model: RewardModel
+    accuracy: float
+    seconds: float
+    epsilon: float
+    steps: int
+    dataset_size: int
+    noise_multiplier: float
+    sample_rate: float
+    grad_sample_mode: str
+
+
+def _texts(pairs: datasets.Dataset) -> list[str]:
+    return [*pairs["question"], *pairs["chosen"], *pairs["rejected"]]
+
+
+def train_reward_model(
+    train: datasets.Dataset,
+    heldout: datasets.Dataset,
+    *,
+    model_config: RewardModelConfig,
+    training: TrainingConfig,
+    privacy: PrivacyConfig,
+    epsilon: float,
+    ledger: PrivacyLedger | None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train on ``train`` pairs at ``epsilon`` (inf = no DP), calibrate on ``heldout``, record in ``ledger``.
+
+    A finite ``epsilon`` needs a ledger: the run is checked against ``privacy.budget`` before training.
+    """
+    with warnings.catch_warnings():
+        # Opacus warns about hooks on modules whose inputs need no gradient (the first layers), the
+        # RDP fallback's alpha range and secure_mode (no torchcsprng here: SECURITY.md).
+        warnings.filterwarnings("ignore", message=".*(Full backward hook|Optimal order|Secure RNG).*")
+        return _train(train, heldout, model_config, training, privacy, epsilon, ledger, progress)
+
+
+def _train(
+    train: datasets.Dataset,
+    heldout: datasets.Dataset,
+    model_config: RewardModelConfig,
+    training: TrainingConfig,
+    privacy: PrivacyConfig,
+    epsilon: float,
+    ledger: PrivacyLedger | None,
+    progress: Progress | None,
+) -> TrainResult:
+    private = math.isfinite(epsilon)
+    if private:
+        if ledger is None:
+            raise ValueError("a DP run needs the privacy ledger")
+        ledger.check(epsilon, privacy.budget)
+    reward_model = build_reward_model(model_config, _texts(train))
+    module = reward_model.module
+    data = reward_model.encoder.pairs(train)
+    n = len(data)
+    batch_size = min(training.batch_size, n)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=training.learning_rate)
+    criterion: Any = BradleyTerryLoss()
+    loader: Any = DataLoader(data, batch_size=batch_size, shuffle=True)
+    mode = GRAD_SAMPLE_MODE[reward_model.architecture]
+    start = time.perf_counter()
+    module.train()
+    engine: PrivacyEngine | None = None
+    model: Any = module
+    if private:
+        engine = PrivacyEngine(accountant="prv")
+        made = engine.make_private_with_epsilon(
+            module=module,
+            optimizer=optimizer,
+            criterion=criterion,
+            data_loader=loader,
+            target_epsilon=epsilon,
+            target_delta=privacy.delta,
+            epochs=training.epochs,
+            max_grad_norm=training.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode=mode,
+        )
+        if mode == "ghost":
+            model, optimizer, criterion, loader = made
+        else:
+            model, optimizer, loader = made
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * training.epochs
+    step = 0
+    for _ in range(training.epochs):
+        if private:
+            with BatchMemoryManager(
+                data_loader=loader, max_physical_batch_size=training.physical_batch_size, optimizer=optimizer
+            ) as physical:
+                for batch in physical:
+                    loss = criterion(model(*batch))
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    if not getattr(optimizer, "_is_last_step_skipped", False):
+                        step += 1
+                        if progress is not None:
+                            progress(step, total, float(loss.item()))
+        else:
+            for batch in loader:
+                loss = criterion(model(*batch))
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                step += 1
+                if progress is not None:
+                    progress(step, total, float(loss.item()))
+    seconds = time.perf_counter() - start
+    if private and hasattr(model, "_close"):
+        model._close()  # remove Opacus' hooks: the module is used plainly from now on
+    module.eval()
+    result_model = RewardModel(
+        reward_model.architecture,
+        module,
+        reward_model.encoder,
+        reward_model.settings,
+        private=private,
+        epsilon=None,
+        vlm=reward_model.vlm,
+    ).calibrated(heldout)
+    accuracy = pairwise_accuracy(result_model.pair_rewards(heldout))
+    if engine is not None and ledger is not None:
+        history = engine.accountant.history
+        events = tuple(DpEvent(float(s), float(q), int(t)) for s, q, t in history)
+        spent = float(engine.get_epsilon(privacy.delta))
+        run = DpRun(
+            n, events, training.max_grad_norm, privacy.delta, spent, epsilon, reward_model.architecture, mode
+        )
+        ledger.record_dp(run, privacy.budget)
+        noise, rate = events[0].noise_multiplier, events[0].sample_rate
+    else:
+        spent, noise, rate = math.inf, 0.0, batch_size / n
+        if ledger is not None:
+            ledger.record_non_private(n, step, reward_model.architecture)
+    result_model = replace(result_model, epsilon=spent if private else None)
+    return TrainResult(
+        result_model, accuracy, seconds, spent, step, n, noise, rate, mode if private else "none"
+    )
+
+
+__all__ = ["GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]
