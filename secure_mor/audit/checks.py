@@ -19,7 +19,9 @@ from secure_mor.crypto.signed_log import LogEntry
 CLAIM_TOLERANCE = 1e-3
 """Relative slack allowed between a claimed ε and its PRV recomputation."""
 ACCOUNTANT_TOLERANCE = 0.3
-"""Relative disagreement between the RDP and PRV ε above which a warning is raised."""
+"""Relative disagreement between the RDP and PRV ε above which a warning is raised …"""
+ACCOUNTANT_FLOOR = 0.1
+"""… when it also exceeds this absolute difference (at tiny ε the RDP bound is loose by design)."""
 PRIVACY_UNIT = "preference_pair"
 
 
@@ -142,13 +144,14 @@ def _claim(owner: str, claimed: float, prv: float, where: str) -> list[Finding]:
 
 
 def _accountants(owner: str, prv: float, rdp: float, where: str) -> list[Finding]:
-    if prv > 0 and abs(rdp - prv) / prv > ACCOUNTANT_TOLERANCE:
+    if abs(rdp - prv) > max(ACCOUNTANT_TOLERANCE * prv, ACCOUNTANT_FLOOR):
         return [
             Finding(
                 "ledger.accountants_agree",
                 Status.WARN,
                 owner,
-                f"RDP ε = {rdp:.4g} and PRV ε = {prv:.4g} differ by more than {ACCOUNTANT_TOLERANCE:.0%}",
+                f"RDP ε = {rdp:.4g} and PRV ε = {prv:.4g} differ by more than {ACCOUNTANT_TOLERANCE:.0%} "
+                f"and {ACCOUNTANT_FLOOR}",
                 where,
             )
         ]

@@ -278,3 +278,15 @@ def test_garbage_and_empty_inputs_are_clear_errors(
 def test_logs_without_their_kit_cannot_be_verified(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", str(run / "clients/alice" / LEDGER)]) == 2
     assert "no pinned signing keys found" in capsys.readouterr().err
+
+
+def test_strict_fails_on_a_warning(run: Path) -> None:
+    # A legitimate small-ε run where the RDP bound is much looser than PRV: a warning, not a violation.
+    record_runs(run, "carol", [(1.5, 0.02, 30)], budget=8.0)
+    report = Auditor().run([run])
+    assert report.passed
+    (warning,) = [f for f in report.findings if f.status is Status.WARN]
+    assert warning.check == "ledger.accountants_agree"
+    assert warning.subject == "client:carol"
+    assert main(["audit", str(run)]) == 0
+    assert main(["audit", str(run), "--strict"]) == 1
