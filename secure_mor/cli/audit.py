@@ -66,7 +66,9 @@ def audit_command(
 def _clients(report: AuditReport) -> Table:
     table = Table(title="privacy budget per data owner")
     for column in ("client", "DP runs", "ε claimed", "ε PRV", "ε RDP", "δ", "budget", "remaining"):
-        table.add_column(column, justify="left" if column == "client" else "right")
+        table.add_column(
+            column, justify="left" if column == "client" else "right", no_wrap=column == "client"
+        )
     for c in report.clients:
         table.add_row(
             c.identity,
