@@ -59,6 +59,17 @@ def _texts(pairs: datasets.Dataset) -> list[str]:
     return [*pairs["question"], *pairs["chosen"], *pairs["rejected"]]
 
 
+def _step_without_pairs(optimizer: Any, params: list[torch.nn.Parameter], mode: str) -> torch.Tensor:
+    """The DP step of an empty Poisson batch: no pair to clip, but the noise is added all the same."""
+    for parameter in params:
+        if mode == "ghost":
+            parameter.grad = torch.zeros_like(parameter)  # ghost clipping's optimizer reads the summed grad
+        else:
+            parameter.grad_sample = parameter.new_zeros((0, *parameter.shape))  # type: ignore[attr-defined]
+    optimizer.step()
+    return torch.zeros(())
+
+
 def train_reward_model(
     train: datasets.Dataset,
     heldout: datasets.Dataset,
@@ -137,9 +148,12 @@ def _train(
                 data_loader=loader, max_physical_batch_size=training.physical_batch_size, optimizer=optimizer
             ) as physical:
                 for batch in physical:
-                    loss = criterion(model(*batch))
-                    loss.backward()
-                    optimizer.step()
+                    if batch[0].shape[0] == 0:
+                        loss = _step_without_pairs(optimizer, trainable, mode)
+                    else:
+                        loss = criterion(model(*batch))
+                        loss.backward()
+                        optimizer.step()
                     optimizer.zero_grad()
                     if not getattr(optimizer, "_is_last_step_skipped", False):
                         step += 1

@@ -65,3 +65,46 @@ def train_rm(
         f"ε spent {eps}; noise multiplier {result.noise_multiplier:.3f}, "
         f"sample rate {result.sample_rate:.4f}, grad-sample mode {result.grad_sample_mode}"
     )
+
+
+@app.command("join")
+def join(
+    config: Path = CONFIG,
+    model: Path | None = typer.Option(
+        None, "--model", help="Reward model folder (default reward_model.out)."
+    ),
+) -> None:
+    """Connect out to the server over mTLS and score its rollouts, encrypted, until SIGINT/SIGTERM.
+
+    The key holder's public context is verified against the pinned key first; an unverified one stops
+    the agent. Lost connections are retried with exponential backoff.
+    """
+    import logging
+    import signal
+    import threading
+    from types import FrameType
+
+    from secure_mor.client.agent import ScoringAgent
+    from secure_mor.client.config import load_client_config
+    from secure_mor.client.reward_model import load_reward_model
+
+    settings = load_client_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    reward_model = load_reward_model(model or settings.reward_model.out)
+    stop = threading.Event()
+    agent = ScoringAgent(settings, reward_model, stop)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console.print(
+        f"{settings.federation.identity} joining {settings.federation.server_address} "
+        f"({reward_model.architecture} reward model, ε = {reward_model.epsilon}); Ctrl-C or SIGTERM stops it"
+    )
+    try:
+        agent.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print(f"stopped after {agent.tasks_scored} scored task(s)")

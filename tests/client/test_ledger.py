@@ -115,3 +115,23 @@ def test_client_config_loads_the_kit_and_resolves_paths(tmp_path: Path) -> None:
     assert federation.parties
     with pytest.raises(Exception, match="budget"):
         dataclasses.replace(config.privacy, budget=math.inf)
+
+
+@pytest.mark.parametrize("arch", ["compact", "lora-vlm"])
+def test_empty_poisson_batches_still_take_a_noisy_step(
+    arch: str, pairs, key: SigningKey, tmp_path: Path
+) -> None:
+    """With 4 pairs and an expected batch of 1, many Poisson batches are empty: each still counts."""
+    ledger = PrivacyLedger(tmp_path / "ledger.jsonl", key)
+    config = dataclasses.replace(TINY, architecture=arch, lora_rank=2)  # type: ignore[arg-type]
+    result = train_reward_model(
+        pairs.select(range(4)),
+        pairs.select(range(4, 6)),
+        model_config=config,
+        training=TrainingConfig(epochs=2, batch_size=1, physical_batch_size=1),
+        privacy=PrivacyConfig(epsilon=8.0, delta=1e-3, budget=10.0),
+        epsilon=8.0,
+        ledger=ledger,
+    )
+    assert result.steps == 8  # every logical step, empty or not, was taken (and accounted)
+    assert ledger.entries[-1].payload["steps"] == 8

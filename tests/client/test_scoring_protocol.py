@@ -1,0 +1,45 @@
+"""The committed scoring stubs are exactly what grpcio-tools generates from the committed scoring.proto."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from secure_mor.protocol import scoring as sp
+
+ROOT = Path(__file__).resolve().parents[2]
+GENERATED = ("scoring_pb2.py", "scoring_pb2.pyi", "scoring_pb2_grpc.py")
+
+
+def test_committed_scoring_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT),
+            f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}",
+            str(ROOT / sp.PROTO_FILE),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    for name in GENERATED:
+        fresh = (tmp_path / "secure_mor" / "protocol" / name).read_text()
+        committed = (ROOT / "secure_mor" / "protocol" / name).read_text()
+        assert fresh == committed, f"{name} is stale: regenerate it (see the header of scoring.proto)"
+
+
+def test_scoring_messages_round_trip() -> None:
+    task = sp.ServerMessage(
+        task=sp.ScoringTask(
+            step_id="s-1",
+            rollouts=[sp.Rollout(image_ref="i", question="q", answer="a")],
+            images={"i": b"png"},
+        )
+    )
+    assert sp.ServerMessage.FromString(task.SerializeToString()) == task
+    reply = sp.ClientMessage(
+        calibration=sp.CalibrationReply(
+            request_id="c", clusters=[sp.ClusterAccuracy(cluster=1, accuracy=0.5, count=2)]
+        )
+    )
+    assert sp.ClientMessage.FromString(reply.SerializeToString()) == reply
