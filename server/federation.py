@@ -1,0 +1,299 @@
+"""The server's ``Federation`` service: clients connect in over mTLS and hold one stream each.
+
+``FederationService.Connect`` authenticates the caller by its certificate CN against the allowlist,
+expects ``Hello`` first (same identity, same public-context fingerprint, protocol 1), answers with the
+``Roster`` and then forwards whatever the server queues for that client (scoring tasks, calibration
+requests, heartbeats). ``score`` sends one task to every online client and waits until each answered or
+the deadline passed; every answer is verified before it counts — step id, ciphertext under the key
+holder's context and of the right length, the contributor's identity and its Ed25519 signature over
+(step id, digest of its own ciphertext). The server never sees a plaintext score.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures as _futures
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from secure_mor.crypto.ckks import PublicContext
+from secure_mor.crypto.errors import CryptoError
+from secure_mor.crypto.kit import TlsFiles
+from secure_mor.crypto.signing import VerifyKey, contribution_message
+from secure_mor.crypto.transport import message_options, peer_identity, server_credentials
+from secure_mor.crypto.wire import vector_from_proto
+from secure_mor.protocol import scoring_pb2 as sp
+from secure_mor.protocol import scoring_pb2_grpc as sp_grpc
+from secure_mor.server.errors import ServerError
+from secure_mor.server.fusion import EncryptedScores
+
+LOGGER = logging.getLogger("secure_mor.server")
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScoringOutcome:
+    """The verified answers to one task, and why each other online client does not count."""
+
+    step_id: str
+    answers: tuple[EncryptedScores, ...]
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def contributors(self) -> tuple[str, ...]:
+        """Identities whose verified answer counts."""
+        return tuple(a.identity for a in self.answers)
+
+
+@dataclass
+class _Connection:
+    identity: str
+    hello: sp.Hello
+    outbox: queue.Queue[sp.ServerMessage | None] = field(default_factory=queue.Queue)
+    pending: dict[str, Future[Any]] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+class FederationService(sp_grpc.FederationServicer):
+    """Roster, task fan-out and answer verification for one run."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        allowed: Sequence[str],
+        public: PublicContext,
+        pinned: Mapping[str, VerifyKey],
+        heartbeat_seconds: float = 5.0,
+    ) -> None:
+        self.run_id, self.allowed, self.public, self.pinned = run_id, frozenset(allowed), public, pinned
+        self.heartbeat_seconds = heartbeat_seconds
+        self._lock = threading.Lock()
+        self._connections: dict[str, _Connection] = {}
+        self._joined = threading.Condition(self._lock)
+
+    # --- the stream ---------------------------------------------------------------------------------
+
+    def Connect(  # noqa: N802
+        self, request_iterator: Iterator[sp.ClientMessage], context: grpc.ServicerContext
+    ) -> Iterator[sp.ServerMessage]:
+        """Authenticate, take the client's ``Hello``, then stream it tasks until either side stops."""
+        identity = peer_identity(context)
+        if identity is None or identity not in self.allowed:
+            LOGGER.warning("refused a connection from %r: not on the allowlist", identity)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"identity {identity!r} is not on the allowlist")
+        first = next(request_iterator, None)
+        problem = self._check_hello(identity, first)
+        if problem:
+            LOGGER.warning("refused %r: %s", identity, problem)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
+        assert first is not None
+        assert identity is not None
+        connection = self._register(identity, first.hello)
+        reader = threading.Thread(target=self._read, args=(connection, request_iterator), daemon=True)
+        reader.start()
+        yield sp.ServerMessage(
+            roster=sp.Roster(
+                run_id=self.run_id,
+                clients=sorted(self.online()),
+                heartbeat_seconds=self.heartbeat_seconds,
+                context_fingerprint=self.public.fingerprint,
+            )
+        )
+        try:
+            yield from self._forward(connection, context)
+        finally:
+            self._unregister(connection)
+
+    def _check_hello(self, identity: str | None, first: sp.ClientMessage | None) -> str:
+        if first is None or first.WhichOneof("body") != "hello":
+            return "the first message of a stream must be Hello"
+        hello = first.hello
+        if hello.identity != identity:
+            return f"Hello.identity {hello.identity!r} differs from the certificate's {identity!r}"
+        if hello.protocol_version != PROTOCOL_VERSION:
+            return f"protocol_version {hello.protocol_version} is not supported (expected {PROTOCOL_VERSION})"
+        if hello.context_fingerprint != self.public.fingerprint:
+            return "the client encrypts under another public context than the server fuses under"
+        return ""
+
+    def _register(self, identity: str, hello: sp.Hello) -> _Connection:
+        connection = _Connection(identity, hello)
+        with self._lock:
+            old = self._connections.get(identity)
+            if old is not None:
+                old.outbox.put(None)  # a reconnect replaces the previous stream
+            self._connections[identity] = connection
+            self._joined.notify_all()
+        LOGGER.info(
+            "client %s joined (%s, max %d rollouts)", identity, hello.architecture, hello.max_rollouts
+        )
+        return connection
+
+    def _unregister(self, connection: _Connection) -> None:
+        with self._lock:
+            if self._connections.get(connection.identity) is connection:
+                del self._connections[connection.identity]
+        for future in connection.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"{connection.identity} disconnected"))
+        LOGGER.info("client %s left", connection.identity)
+
+    def _forward(self, connection: _Connection, context: grpc.ServicerContext) -> Iterator[sp.ServerMessage]:
+        while context.is_active():
+            try:
+                message = connection.outbox.get(timeout=self.heartbeat_seconds)
+            except queue.Empty:
+                if time.monotonic() - connection.last_seen > 3 * self.heartbeat_seconds:
+                    LOGGER.warning("client %s missed its heartbeats: dropped", connection.identity)
+                    return
+                yield sp.ServerMessage(heartbeat=sp.Heartbeat(sent_unix_ms=int(time.time() * 1000)))
+                continue
+            if message is None:
+                return
+            yield message
+
+    def _read(self, connection: _Connection, request_iterator: Iterator[sp.ClientMessage]) -> None:
+        try:
+            for message in request_iterator:
+                connection.last_seen = time.monotonic()
+                kind = message.WhichOneof("body")
+                key = {
+                    "score": message.score.step_id,
+                    "calibration": message.calibration.request_id,
+                    "error": message.error.step_id,
+                }.get(kind or "", "")
+                future = connection.pending.get(key)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except grpc.RpcError:
+            pass  # the stream ended; _forward notices and unregisters
+        finally:
+            connection.outbox.put(None)
+
+    # --- what the trainer calls ---------------------------------------------------------------------
+
+    def online(self) -> tuple[str, ...]:
+        """Identities with an open stream, sorted."""
+        with self._lock:
+            return tuple(sorted(self._connections))
+
+    def wait_for(self, count: int, timeout: float) -> tuple[str, ...]:
+        """Block until at least ``count`` clients are online or ``timeout`` passes; return who is online."""
+        deadline = time.monotonic() + timeout
+        with self._joined:
+            while len(self._connections) < count and (left := deadline - time.monotonic()) > 0:
+                self._joined.wait(left)
+            return tuple(sorted(self._connections))
+
+    def score(self, task: sp.ScoringTask, deadline_seconds: float) -> ScoringOutcome:
+        """Send ``task`` to every online client; return the verified answers received before the deadline."""
+        replies = self._ask(task.step_id, sp.ServerMessage(task=task), deadline_seconds)
+        answers, refused = [], {}
+        for identity, reply in replies.items():
+            if isinstance(reply, str):
+                refused[identity] = reply
+                continue
+            try:
+                answers.append(self._verify(identity, task, reply))
+            except ValueError as error:
+                refused[identity] = str(error)
+                LOGGER.warning("step %s: answer of %s refused: %s", task.step_id, identity, error)
+        return ScoringOutcome(task.step_id, tuple(sorted(answers, key=lambda a: a.identity)), refused)
+
+    def calibrate(
+        self, request: sp.CalibrationRequest, deadline_seconds: float
+    ) -> dict[str, sp.CalibrationReply]:
+        """Ask every online client for its per-cluster accuracy on the public calibration pairs."""
+        replies = self._ask(request.request_id, sp.ServerMessage(calibration=request), deadline_seconds)
+        return {
+            identity: reply.calibration
+            for identity, reply in replies.items()
+            if not isinstance(reply, str) and reply.WhichOneof("body") == "calibration"
+        }
+
+    def _ask(self, key: str, message: sp.ServerMessage, deadline_seconds: float) -> dict[str, Any]:
+        with self._lock:
+            connections = list(self._connections.values())
+        futures: dict[str, Future[Any]] = {}
+        for connection in connections:
+            future: Future[Any] = Future()
+            connection.pending[key] = future
+            futures[connection.identity] = future
+            connection.outbox.put(message)
+        deadline = time.monotonic() + deadline_seconds
+        out: dict[str, Any] = {}
+        for connection in connections:
+            future = futures[connection.identity]
+            try:
+                out[connection.identity] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                out[connection.identity] = f"no answer within {deadline_seconds:g} s"
+            except ConnectionError as error:
+                out[connection.identity] = str(error)
+            finally:
+                connection.pending.pop(key, None)
+        return out
+
+    def _verify(self, identity: str, task: sp.ScoringTask, reply: sp.ClientMessage) -> EncryptedScores:
+        if reply.WhichOneof("body") == "error":
+            raise ValueError(f"client refused the task: {reply.error.code}: {reply.error.message}")
+        score = reply.score
+        try:
+            vector = vector_from_proto(score.scores)
+        except CryptoError as error:
+            raise ValueError(str(error)) from None
+        if vector.fingerprint != self.public.fingerprint:
+            raise ValueError("ciphertext is under another public context")
+        if vector.length != len(task.rollouts):
+            raise ValueError(f"{vector.length} scores for {len(task.rollouts)} rollouts")
+        contribution = score.contribution
+        if contribution.identity != identity or contribution.ciphertext_digest != vector.digest():
+            raise ValueError("the contribution does not name this client and this ciphertext")
+        key = self.pinned.get(identity)
+        message = contribution_message(task.step_id, vector.digest())
+        if key is None or not key.verify(bytes(contribution.signature), message):
+            raise ValueError("the signature over (step id, ciphertext digest) does not verify")
+        return EncryptedScores(identity, vector, contribution)
+
+
+@dataclass
+class RunningFederation:
+    """A started federation endpoint: its gRPC server, bound port and service."""
+
+    server: grpc.Server
+    port: int
+    service: FederationService
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving; open streams end (clients reconnect with backoff to a restarted server)."""
+        self.server.stop(grace).wait()
+
+
+def serve_federation(
+    service: FederationService, *, listen: str, tls: TlsFiles, max_message_bytes: int, max_clients: int
+) -> RunningFederation:
+    """Serve ``service`` with mTLS on ``listen``; every connected client holds one worker thread."""
+    server = grpc.server(
+        _futures.ThreadPoolExecutor(max_workers=max_clients + 4),
+        options=message_options(max_message_bytes),
+        maximum_concurrent_rpcs=max_clients,
+    )
+    sp_grpc.add_FederationServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    try:
+        port = server.add_secure_port(listen, server_credentials(tls))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ServerError(f"service.listen: cannot listen on {listen} (in use or not local?)")
+    server.start()
+    LOGGER.info("federation service listening on %s (port %d)", listen, port)
+    return RunningFederation(server, port, service)
