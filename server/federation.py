@@ -30,13 +30,11 @@ from secure_mor.crypto.kit import TlsFiles
 from secure_mor.crypto.signing import VerifyKey, contribution_message
 from secure_mor.crypto.transport import message_options, peer_identity, server_credentials
 from secure_mor.crypto.wire import vector_from_proto
-from secure_mor.protocol import scoring_pb2 as sp
-from secure_mor.protocol import scoring_pb2_grpc as sp_grpc
+from secure_mor.protocol import scoring as sp
 from secure_mor.server.errors import ServerError
 from secure_mor.server.fusion import EncryptedScores
 
 LOGGER = logging.getLogger("secure_mor.server")
-PROTOCOL_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class _Connection:
     last_seen: float = field(default_factory=time.monotonic)
 
 
-class FederationService(sp_grpc.FederationServicer):
+class FederationService(sp.FederationServicer):
     """Roster, task fan-out and answer verification for one run."""
 
     def __init__(
@@ -119,8 +117,10 @@ class FederationService(sp_grpc.FederationServicer):
         hello = first.hello
         if hello.identity != identity:
             return f"Hello.identity {hello.identity!r} differs from the certificate's {identity!r}"
-        if hello.protocol_version != PROTOCOL_VERSION:
-            return f"protocol_version {hello.protocol_version} is not supported (expected {PROTOCOL_VERSION})"
+        if hello.protocol_version != sp.PROTOCOL_VERSION:
+            return (
+                f"protocol_version {hello.protocol_version} is not supported (expected {sp.PROTOCOL_VERSION})"
+            )
         if hello.context_fingerprint != self.public.fingerprint:
             return "the client encrypts under another public context than the server fuses under"
         return ""
@@ -287,7 +287,7 @@ def serve_federation(
         options=message_options(max_message_bytes),
         maximum_concurrent_rpcs=max_clients,
     )
-    sp_grpc.add_FederationServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    sp.add_federation_servicer(service, server)
     try:
         port = server.add_secure_port(listen, server_credentials(tls))
     except RuntimeError:

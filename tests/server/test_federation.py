@@ -20,8 +20,7 @@ from secure_mor.crypto.kit import load_trust
 from secure_mor.crypto.provision import Federation
 from secure_mor.crypto.transport import secure_channel
 from secure_mor.crypto.wire import sign_contribution, vector_to_proto
-from secure_mor.protocol import scoring_pb2 as sp
-from secure_mor.protocol import scoring_pb2_grpc as sp_grpc
+from secure_mor.protocol import scoring as sp
 from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
 
 from ..crypto.conftest import client_key, fetch_public, kit_tls
@@ -36,7 +35,7 @@ class WireClient:
         self.federation, self.identity, self.public = federation, identity, public
         self.outbox: queue.Queue[sp.ClientMessage | None] = queue.Queue()
         channel = secure_channel(f"127.0.0.1:{port}", kit_tls(federation.root, party))
-        self.stream = sp_grpc.FederationStub(channel).Connect(self._messages())  # type: ignore[no-untyped-call]
+        self.stream = sp.federation_stub(channel).Connect(self._messages())
         self.outbox.put(
             sp.ClientMessage(
                 hello=sp.Hello(
