@@ -18,7 +18,8 @@ import numpy as np
 
 from secure_mor import protocol as pb
 from secure_mor.crypto.ckks import EncryptedVector, PublicContext
-from secure_mor.crypto.wire import decrypt_request
+from secure_mor.crypto.signing import VerifyKey
+from secure_mor.crypto.wire import decrypt_request, public_context_from_proto
 from secure_mor.server.errors import ServerError
 
 
@@ -51,6 +52,17 @@ class FusedRewards:
     log_seq: int
     fuse_seconds: float
     decrypt_seconds: float
+
+
+def fetch_public_context(
+    keyholder: pb.KeyHolderStub, pinned: VerifyKey, timeout: float = 30.0
+) -> PublicContext:
+    """The key holder's public context, verified against its pinned signing key (raises if it does not)."""
+    try:
+        message = keyholder.GetPublicContext(pb.GetPublicContextRequest(), timeout=timeout)
+    except grpc.RpcError as error:
+        raise ServerError(f"cannot reach the key holder: {error.code().name}: {error.details()}") from None
+    return public_context_from_proto(message).verify(pinned)
 
 
 class SecureFusion:

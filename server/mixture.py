@@ -1,0 +1,199 @@
+"""The MoR reward: router weights, encrypted scoring by every online client, fusion, key-holder decryption.
+
+``MixtureOfRewards`` is a TRL reward function. For one generation batch of N = B·G rollouts it:
+1. computes the router weights W (N × K) from the frozen reference's features of each prompt;
+2. sends one ``ScoringTask`` under a fresh step id to every online client and waits for the deadline;
+3. if fewer than ``k_min`` clients answered, retries under a new step id, then skips (rewards ``None``,
+   so TRL takes no step on them) — it never asks the key holder to decrypt fewer than ``k_min``;
+4. renormalises W over the clients that answered and re-caps it at ``w_max``;
+5. fuses their ciphertexts with W and has the key holder decrypt only the fusion.
+Step ids come from ``StepIds``, a counter persisted in the run folder before each use, so a resumed run
+never reuses one (the key holder would refuse it anyway).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secure_mor.config import help_field, require
+from secure_mor.protocol import scoring as sp
+from secure_mor.server.errors import RoutingError, ServerError
+from secure_mor.server.federation import FederationService
+from secure_mor.server.fusion import DecryptionRefusedError, SecureFusion
+from secure_mor.server.rewards import completion_text
+from secure_mor.server.routing import Routing, renormalise
+
+LOGGER = logging.getLogger("secure_mor.server")
+
+FeatureFn = Callable[[Sequence[Any], Sequence[str]], np.ndarray]
+"""(images, questions) -> (n, H) features of the frozen reference (``secure_mor.models.features``)."""
+
+
+@dataclass(frozen=True)
+class SecurePathSettings:
+    """How a step is scored (the ``[secure]`` table of the server config)."""
+
+    deadline_seconds: float = help_field(30.0, "How long a step waits for the clients' encrypted scores.")
+    k_min: int = help_field(2, "Fewest answering clients to fuse; must be ≥ the key holder's k_min.")
+    w_max: float = help_field(0.75, "Cap on any router weight; must be ≤ the key holder's w_max.")
+    retries: int = help_field(1, "New tries (under new step ids) when fewer than k_min clients answer.")
+
+    def __post_init__(self) -> None:
+        require(self.deadline_seconds > 0, "deadline_seconds", f"expected > 0, found {self.deadline_seconds}")
+        require(self.k_min >= 1, "k_min", f"expected an integer ≥ 1, found {self.k_min}")
+        require(0 < self.w_max <= 1, "w_max", f"expected a number in (0, 1], found {self.w_max}")
+        require(self.retries >= 0, "retries", f"expected an integer ≥ 0, found {self.retries}")
+
+
+class StepIds:
+    """Step ids ``<run_id>/<n>`` from a counter persisted (atomically, fsynced) before each id is used."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path, self.run_id = path, run_id
+        try:
+            self._next = int(path.read_text().strip()) if path.exists() else 0
+        except ValueError:
+            raise ServerError(f"{path}: corrupt step counter (expected an integer)") from None
+
+    def next(self) -> str:
+        """Reserve and return the next step id."""
+        n = self._next
+        self._next += 1
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        with temporary.open("w") as file:
+            file.write(f"{self._next}\n")
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(self.path)
+        return f"{self.run_id}/{n}"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one scoring step did, for the run's logs (no plaintext client score is in here)."""
+
+    step_id: str
+    rollouts: int
+    contributors: tuple[str, ...]
+    mean_weights: dict[str, float]
+    reward_mean: float
+    reward_std: float
+    scoring_seconds: float
+    fusion_seconds: float
+    decryption_seconds: float
+    skipped: str = ""
+
+
+class MixtureOfRewards:
+    """TRL reward function: the fused, decrypted mixture of the clients' encrypted rewards."""
+
+    __name__ = "mor"
+
+    def __init__(
+        self,
+        *,
+        clients: Sequence[str],
+        routing: Routing,
+        features: FeatureFn,
+        federation: FederationService,
+        fusion: SecureFusion,
+        step_ids: StepIds,
+        settings: SecurePathSettings,
+        on_step: Callable[[StepRecord], None] | None = None,
+    ) -> None:
+        self.clients = tuple(clients)
+        self.routing, self.features, self.federation, self.fusion = routing, features, federation, fusion
+        self.step_ids, self.settings, self.on_step = step_ids, settings, on_step
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float | None]:
+        """Rewards for N rollouts; ``None`` for all of them when the step had to be skipped."""
+        images, questions = list(columns["image"]), list(columns["question"])
+        answers = [completion_text(c) for c in completions]
+        weights = self.routing.weights(self.features(images, questions), self.clients)  # (N, K)
+        task_parts = _task_parts(images, questions, answers, columns.get("image_id"))
+        for _ in range(self.settings.retries + 1):
+            record, values = self._attempt(task_parts, weights)
+            if self.on_step is not None:
+                self.on_step(record)
+            if values is not None:
+                return list(values)
+        LOGGER.warning("step skipped after %d tries: %s", self.settings.retries + 1, record.skipped)
+        return [None] * len(answers)
+
+    def _attempt(
+        self, parts: tuple[list[sp.Rollout], dict[str, bytes]], weights: np.ndarray
+    ) -> tuple[StepRecord, list[float] | None]:
+        step_id = self.step_ids.next()
+        rollouts, images = parts
+        started = time.perf_counter()
+        outcome = self.federation.score(
+            sp.ScoringTask(step_id=step_id, rollouts=rollouts, images=images), self.settings.deadline_seconds
+        )
+        scored = time.perf_counter() - started
+        by_identity = {a.identity: a for a in outcome.answers}
+        answered = [c in by_identity for c in self.clients]
+
+        def skipped(reason: str) -> tuple[StepRecord, None]:
+            record = StepRecord(
+                step_id, len(rollouts), outcome.contributors, {}, 0.0, 0.0, scored, 0.0, 0.0, reason
+            )
+            return record, None
+
+        if sum(answered) < self.settings.k_min:
+            return skipped(
+                f"{sum(answered)} client(s) answered, k_min = {self.settings.k_min}: {dict(outcome.refused)}"
+            )
+        contributors = tuple(c for c, a in zip(self.clients, answered, strict=True) if a)
+        try:
+            kept = renormalise(weights, answered, self.settings.w_max)
+            fused = self.fusion.fuse(step_id, [by_identity[c] for c in contributors], kept)
+        except (RoutingError, DecryptionRefusedError) as error:
+            return skipped(str(error))
+        record = StepRecord(
+            step_id=step_id,
+            rollouts=len(rollouts),
+            contributors=contributors,
+            mean_weights={c: float(kept[:, i].mean()) for i, c in enumerate(contributors)},
+            reward_mean=float(fused.values.mean()),
+            reward_std=float(fused.values.std()),
+            scoring_seconds=scored,
+            fusion_seconds=fused.fuse_seconds,
+            decryption_seconds=fused.decrypt_seconds,
+        )
+        return record, [float(v) for v in fused.values]
+
+
+def _task_parts(
+    images: Sequence[Any], questions: Sequence[str], answers: Sequence[str], image_ids: Sequence[str] | None
+) -> tuple[list[sp.Rollout], dict[str, bytes]]:
+    """Rollouts referencing each distinct image once (the G answers of a prompt share its image)."""
+    refs: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    rollouts = []
+    for i, (image, question, answer) in enumerate(zip(images, questions, answers, strict=True)):
+        key = str(image_ids[i]) if image_ids is not None else f"{id(image)}"
+        if key not in refs:
+            refs[key] = str(len(refs))
+            blobs[refs[key]] = _png(image)
+        rollouts.append(sp.Rollout(image_ref=refs[key], question=question, answer=answer))
+    return rollouts, blobs
+
+
+def _png(image: Any) -> bytes:
+    if isinstance(image, bytes):
+        return image
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
