@@ -98,7 +98,9 @@ def create_federation(
             True,
             True,
             addresses,
-            {},
+            # The server's own tables live in secure_mor.server.config; the kit names the federation's
+            # clients and the service port so that `secure-mor server …` runs on this kit as written.
+            {"service": {"listen": f"0.0.0.0:{server_port}"}, "run": {"clients": list(clients)}},
         ),
         _write_kit(
             out / "keyholder",

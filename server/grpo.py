@@ -21,8 +21,9 @@ from trl.trainer.grpo_trainer import GRPOTrainer
 from secure_mor.config import help_field, require
 from secure_mor.models.prompts import vqa_messages
 
-RewardFunc = Callable[..., list[float]]
-"""TRL's reward-function contract: ``f(prompts, completions, **columns) -> one float per completion``."""
+RewardFunc = Callable[..., Sequence[float | None]]
+"""TRL's reward-function contract: ``f(prompts, completions, **columns) -> one float per completion``
+(``None`` where the function has no reward: TRL then takes no step on that rollout)."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from secure_mor.cli import audit, base, data, evaluate
 from secure_mor.cli import client as client_cli
 from secure_mor.cli import init as init_cli
 from secure_mor.cli import keyholder as keyholder_cli
+from secure_mor.cli import server as server_cli
 from secure_mor.cli.app import app, console_err
 from secure_mor.errors import SecureMorError
 
@@ -27,6 +28,7 @@ app.command("init")(init_cli.init_command)
 app.add_typer(keyholder_cli.app, name="keyholder")
 app.add_typer(client_cli.app, name="client")
 app.command("audit")(audit.audit_command)
+app.add_typer(server_cli.app, name="server")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,79 @@
+"""Fitting the MoR router: public calibration pairs, clusters, the clients' per-cluster competence.
+
+The calibration pairs are public (the calibration split): gold answer against a wrong answer of the
+same kind. Each client answers with its reward model's pairwise accuracy per cluster — K × C numbers,
+post-processing of its DP model on public inputs, so they cost no privacy budget. A client that does
+not answer is assumed at chance (0.5) everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import datasets
+import numpy as np
+
+from secure_mor.data import answers_by_kind, build_preference_pairs
+from secure_mor.protocol import scoring as sp
+from secure_mor.server.federation import FederationService
+from secure_mor.server.mixture import FeatureFn
+from secure_mor.server.routing import LearnedRouting, RouterConfig
+
+
+def calibration_pairs(calibration: datasets.Dataset, items: int, seed: int) -> datasets.Dataset:
+    """Up to ``items`` public pairs (image, question, chosen = gold, rejected = wrong of the same kind)."""
+    rows = np.random.default_rng(seed).permutation(len(calibration))[:items]
+    subset = calibration.select(sorted(rows.tolist()))
+    return build_preference_pairs(subset, seed=seed, vocabulary=answers_by_kind(calibration))
+
+
+def calibration_request(
+    request_id: str, pairs: datasets.Dataset, clusters: np.ndarray
+) -> sp.CalibrationRequest:
+    """The request the clients answer: each pair with its cluster id, each image sent once."""
+    refs: dict[str, str] = {}
+    images: dict[str, bytes] = {}
+    items = []
+    for row, cluster in zip(pairs, clusters, strict=True):
+        if row["image_id"] not in refs:
+            refs[row["image_id"]] = str(len(refs))
+            buffer = io.BytesIO()
+            row["image"].save(buffer, format="PNG")
+            images[refs[row["image_id"]]] = buffer.getvalue()
+        items.append(
+            sp.CalibrationItem(
+                image_ref=refs[row["image_id"]],
+                question=row["question"],
+                chosen=row["chosen"],
+                rejected=row["rejected"],
+                cluster=int(cluster),
+            )
+        )
+    return sp.CalibrationRequest(request_id=request_id, items=items, images=images)
+
+
+def fit_router(
+    config: RouterConfig,
+    clients: Sequence[str],
+    pairs: datasets.Dataset,
+    features: FeatureFn,
+    federation: FederationService,
+    *,
+    request_id: str,
+    deadline_seconds: float,
+) -> tuple[LearnedRouting, np.ndarray]:
+    """Cluster the pairs' prompts, ask every online client for its competence, fit the gate.
+
+    Returns the router and the competence matrix (K × C) it was fitted to.
+    """
+    phi = features(list(pairs["image"]), list(pairs["question"]))
+    router, clusters = LearnedRouting.from_calibration_features(config, clients, phi)
+    replies = federation.calibrate(calibration_request(request_id, pairs, clusters), deadline_seconds)
+    competence = np.full((len(clients), config.clusters), 0.5)
+    for k, identity in enumerate(clients):
+        for cluster in replies[identity].clusters if identity in replies else ():
+            if cluster.cluster < config.clusters and 0.0 <= cluster.accuracy <= 1.0:
+                competence[k, cluster.cluster] = cluster.accuracy
+    router.fit(phi, clusters, competence)
+    return router, competence

@@ -1,0 +1,214 @@
+"""``FederatedAlignment``: one server run — connect, calibrate the router, GRPO on the MoR reward, evaluate.
+
+``run`` verifies the key holder's public context against its pinned key, starts the Federation service,
+waits for at least ``secure.k_min`` clients, fits the router (for ``routing = "router"``), trains with
+TRL's ``GRPOTrainer`` (checkpoints every ``grpo.save_steps``; ``resume=True`` continues from the last
+one, and the persisted step counter means no step id is ever requested twice), saves the policy's
+adapters and evaluates them on held-out test questions. Per-step logs go to ``run_dir``:
+``secure_steps.csv`` (contributors, mean weight per client, fused reward, secure-path timings) and
+``train_log.csv`` (TRL's reward, KL, loss).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from secure_mor.crypto.kit import KEYHOLDER_IDENTITY, load_trust
+from secure_mor.crypto.transport import secure_channel
+from secure_mor.data import load_splits
+from secure_mor.models.evaluate import EvalResult, TextOnlyBaseline, evaluate_vlm, sample_rows
+from secure_mor.models.factory import Vlm, load_vlm
+from secure_mor.models.features import prompt_features
+from secure_mor.protocol import keyholder_stub
+from secure_mor.server.calibration import calibration_pairs, fit_router
+from secure_mor.server.config import ServerConfig
+from secure_mor.server.errors import ServerError
+from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
+from secure_mor.server.fusion import SecureFusion, fetch_public_context
+from secure_mor.server.grpo import RewardFunc, build_grpo_trainer, grpo_prompts
+from secure_mor.server.mixture import MixtureOfRewards, StepIds, StepRecord
+from secure_mor.server.rewards import GoldReward
+from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
+
+
+@dataclass(frozen=True)
+class AlignmentResult:
+    """Where the run left its outputs, and its held-out accuracy."""
+
+    run_dir: Path
+    steps: int
+    seconds: float
+    evaluation: EvalResult | None
+
+
+class _CsvLog:
+    """Appends dict rows with a fixed set of columns to a CSV file, writing the header once."""
+
+    def __init__(self, path: Path, fields: list[str]) -> None:
+        self.path, self.fields = path, fields
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.fields, extrasaction="ignore", restval="")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class _TrainLog(TrainerCallback):
+    """Appends TRL's per-step metrics to ``train_log.csv``."""
+
+    KEYS = ("reward", "reward_std", "kl", "loss", "frac_reward_zero_std", "entropy")
+
+    def __init__(self, log: _CsvLog) -> None:
+        self.log = log
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
+        """Record one logged step."""
+        if logs and "reward" in logs:
+            self.log.write({"step": state.global_step, **{k: logs.get(k) for k in self.KEYS}})
+
+
+class FederatedAlignment:
+    """The server's run: the entry object behind ``secure-mor server train``."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.run_dir = config.run.run_dir
+
+    def run(self, *, resume: bool = False) -> AlignmentResult:
+        """Train (or resume) and evaluate; services started here are stopped before returning."""
+        config, started = self.config, time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        splits = load_splits(config.data)
+        reference = load_vlm(config.run.base_model)
+        service: RunningFederation | None = None
+        try:
+            if config.run.routing == "gold":
+                reward: RewardFunc = GoldReward()
+            else:
+                service, reward = self._federated_reward(reference, splits.calibration)
+            trainer = build_grpo_trainer(
+                base_model=config.run.base_model,
+                processor=reference.processor,
+                prompts=grpo_prompts(splits.prompts),
+                reward_funcs=[reward],
+                settings=config.grpo,
+                output_dir=self.run_dir / "checkpoints",
+                callbacks=[_TrainLog(_CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS]))],
+            )
+            has_checkpoint = resume and any((self.run_dir / "checkpoints").glob("checkpoint-*"))
+            trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+            trainer.save_model(str(self.run_dir / "policy"))
+        finally:
+            if service is not None:
+                service.stop(2.0)
+        policy: Any = trainer.model  # the PEFT-wrapped policy; generates like any PreTrainedModel
+        evaluation = self._evaluate(Vlm(policy, reference.processor), splits.test, splits.foundation)
+        return AlignmentResult(
+            self.run_dir, int(trainer.state.global_step), time.monotonic() - started, evaluation
+        )
+
+    def _federated_reward(self, reference: Vlm, calibration: Any) -> tuple[RunningFederation, RewardFunc]:
+        config = self.config
+        federation = config.federation
+        channel = secure_channel(
+            federation.keyholder_address, federation.tls, config.service.max_message_bytes
+        )
+        pinned = load_trust(federation.trust)
+        if KEYHOLDER_IDENTITY not in pinned:
+            raise ServerError(f"{federation.trust}: no pinned signing key for {KEYHOLDER_IDENTITY!r}")
+        stub = keyholder_stub(channel)
+        public = fetch_public_context(stub, pinned[KEYHOLDER_IDENTITY])
+        identities = config.run.identities
+        service = FederationService(
+            run_id=config.run.run_id,
+            allowed=identities,
+            public=public,
+            pinned=pinned,
+            heartbeat_seconds=config.service.heartbeat_seconds,
+        )
+        running = serve_federation(
+            service,
+            listen=config.service.listen,
+            tls=federation.tls,
+            max_message_bytes=config.service.max_message_bytes,
+            max_clients=config.service.max_clients,
+        )
+        online = service.wait_for(config.secure.k_min, config.service.wait_for_clients_seconds)
+        if len(online) < config.secure.k_min:
+            running.stop(None)
+            raise ServerError(
+                f"only {len(online)} client(s) joined within {config.service.wait_for_clients_seconds:g} s "
+                f"({', '.join(online) or 'none'}); k_min = {config.secure.k_min}"
+            )
+
+        def features(images: Any, questions: Any) -> Any:
+            return prompt_features(reference, images, questions)
+
+        routing = self._routing(features, calibration, service)
+        fields = [f for f in StepRecord.__dataclass_fields__ if f != "mean_weights"]
+        steps = _CsvLog(self.run_dir / "secure_steps.csv", fields + [f"weight:{c}" for c in identities])
+        mor = MixtureOfRewards(
+            clients=identities,
+            routing=routing,
+            features=features,
+            federation=service,
+            fusion=SecureFusion(public, stub),
+            step_ids=StepIds(self.run_dir / "step_counter", config.run.run_id),
+            settings=config.secure,
+            on_step=lambda record: steps.write(_flat(record)),
+        )
+        return running, mor
+
+    def _routing(self, features: Any, calibration: Any, service: FederationService) -> Routing:
+        run = self.config.run
+        if run.routing == "uniform":
+            return UniformRouting()
+        if run.routing.startswith("single:"):
+            return SingleRouting(f"client:{run.routing.removeprefix('single:')}")
+        saved = self.run_dir / "router"
+        if (saved / "router.json").exists():
+            return LearnedRouting.load(saved)
+        pairs = calibration_pairs(calibration, run.calibration_items, self.config.router.seed)
+        router, competence = fit_router(
+            self.config.router,
+            run.identities,
+            pairs,
+            features,
+            service,
+            request_id=f"{run.run_id}/calibration",
+            deadline_seconds=max(self.config.secure.deadline_seconds, 60.0),
+        )
+        router.save(saved)
+        (saved / "competence.json").write_text(
+            json.dumps({"clients": run.identities, "competence": competence.tolist()})
+        )
+        return router
+
+    def _evaluate(self, policy: Vlm, test: Any, foundation: Any) -> EvalResult | None:
+        limit = self.config.run.eval_limit
+        if not limit:
+            return None
+        subset = test.select(sample_rows(len(test), limit, seed=0))
+        result = evaluate_vlm(policy, subset, TextOnlyBaseline(foundation))
+        (self.run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        return result
+
+
+def _flat(record: StepRecord) -> dict[str, Any]:
+    row = asdict(record)
+    row["contributors"] = " ".join(record.contributors)
+    row.update({f"weight:{k}": v for k, v in record.mean_weights.items()})
+    del row["mean_weights"]
+    return row
