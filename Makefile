@@ -34,6 +34,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/base_pretrain.py
 	$(BIN)/python benchmarks/ckks_fusion.py
+	$(BIN)/python benchmarks/dp_reward_models.py
 
 clean:
 	rm -rf $(VENV) build dist .typecheck .mypy_cache .ruff_cache .pytest_cache

@@ -33,7 +33,7 @@ class RewardModelConfig:
     )
     lora_rank: int = help_field(8, "lora-vlm: rank of the LoRA adapters on the text attention.")
     hidden: int = help_field(64, "compact: width of the image, text and joint features.")
-    vocab_buckets: int = help_field(4096, "compact: hash buckets of the word embedding (no data vocabulary).")
+    vocab_buckets: int = help_field(256, "compact: hash buckets of the word embedding (no data vocabulary).")
     heldout_fraction: float = help_field(
         0.2, "Share of the shard's images held out for accuracy/calibration."
     )
@@ -58,11 +58,16 @@ class RewardModelConfig:
 class TrainingConfig:
     """DP-SGD hyper-parameters (the noise multiplier is derived from the per-run ε, δ and these)."""
 
-    epochs: int = help_field(5, "Passes over the training pairs (in expectation, with Poisson sampling).")
-    batch_size: int = help_field(64, "Expected logical batch size, in pairs (sample rate = batch / dataset).")
-    physical_batch_size: int = help_field(32, "Largest batch held in memory at once (BatchMemoryManager).")
+    epochs: int = help_field(20, "Passes over the training pairs (in expectation, with Poisson sampling).")
+    batch_size: int = help_field(
+        128, "Expected logical batch size, in pairs (sample rate = batch / dataset)."
+    )
+    physical_batch_size: int = help_field(128, "Largest batch held in memory at once (BatchMemoryManager).")
     learning_rate: float = help_field(1e-2, "Adam learning rate.")
     max_grad_norm: float = help_field(1.0, "Per-pair gradient clipping norm C.")
+    grad_sample_mode: Literal["auto", "ghost", "hooks"] = help_field(
+        "auto", "Per-pair gradients: auto = ghost for compact, hooks for lora-vlm (ghost is inexact there)."
+    )
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "physical_batch_size"):

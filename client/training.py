@@ -33,6 +33,7 @@ from secure_mor.client.bt_loss import BradleyTerryLoss
 from secure_mor.client.config import PrivacyConfig, RewardModelConfig, TrainingConfig
 from secure_mor.client.ledger import DpEvent, DpRun, PrivacyLedger
 from secure_mor.client.reward_model import RewardModel, build_reward_model, pairwise_accuracy
+from secure_mor.errors import ConfigError
 
 GRAD_SAMPLE_MODE = {"compact": "ghost", "lora-vlm": "hooks"}
 
@@ -53,6 +54,8 @@ class TrainResult:
     noise_multiplier: float
     sample_rate: float
     grad_sample_mode: str
+    setup_seconds: float = 0.0
+    """Of ``seconds``: the time ``make_private_with_epsilon`` took (calibrating σ with the accountant)."""
 
 
 def _texts(pairs: datasets.Dataset) -> list[str]:
@@ -103,6 +106,7 @@ def _train(
     progress: Progress | None,
 ) -> TrainResult:
     private = math.isfinite(epsilon)
+    setup = 0.0
     if private:
         if ledger is None:
             raise ValueError("a DP run needs the privacy ledger")
@@ -117,12 +121,20 @@ def _train(
     criterion: Any = BradleyTerryLoss()
     loader: Any = DataLoader(data, batch_size=batch_size, shuffle=True)
     mode = GRAD_SAMPLE_MODE[reward_model.architecture]
+    if training.grad_sample_mode != "auto":
+        if training.grad_sample_mode == "ghost" and reward_model.architecture == "lora-vlm":
+            raise ConfigError(
+                "training.grad_sample_mode: ghost clipping is inexact for lora-vlm (two forwards per pair "
+                "give two norms, not the norm of the pair's gradient); use 'auto' or 'hooks'"
+            )
+        mode = training.grad_sample_mode
     start = time.perf_counter()
     module.train()
     engine: PrivacyEngine | None = None
     model: Any = module
     if private:
         engine = PrivacyEngine(accountant="prv")
+        setup = time.perf_counter()
         made = engine.make_private_with_epsilon(
             module=module,
             optimizer=optimizer,
@@ -135,6 +147,7 @@ def _train(
             poisson_sampling=True,
             grad_sample_mode=mode,
         )
+        setup = time.perf_counter() - setup
         if mode == "ghost":
             model, optimizer, criterion, loader = made
         else:
@@ -196,9 +209,8 @@ def _train(
         if ledger is not None:
             ledger.record_non_private(n, step, reward_model.architecture)
     result_model = replace(result_model, epsilon=spent if private else None)
-    return TrainResult(
-        result_model, accuracy, seconds, spent, step, n, noise, rate, mode if private else "none"
-    )
+    used = mode if private else "none"
+    return TrainResult(result_model, accuracy, seconds, spent, step, n, noise, rate, used, setup)
 
 
 __all__ = ["GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]
