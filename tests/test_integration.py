@@ -1,0 +1,175 @@
+"""The federation as separate processes on loopback over mTLS: key holder, server, three clients.
+
+Every party runs its own ``secure-mor`` command, as in a deployment: ``init`` issues the kits, each client
+trains its reward model under DP (``client train-rm``) and joins (``client join``), the key holder
+serves, the server trains (``server train``). A client is killed mid-run; training goes on with the two
+that remain (k_min = 2). The run is then resumed for one more step, and ``secure-mor audit`` passes.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from secure_mor.data import FederatedSplits
+from secure_mor.models.factory import build_tiny_vlm, save_vlm
+from secure_mor.models.presets import PRESETS
+
+CLI = [sys.executable, "-m", "secure_mor"]
+CLIENTS = ("color", "shape", "yesno")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def update_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
+    document = tomllib.loads(path.read_text())
+    for table, values in tables.items():
+        document.setdefault(table, {}).update(values)
+    path.write_text(tomli_w.dumps(document))
+
+
+def steps_of(run: Path) -> list[dict[str, str]]:
+    path = run / "secure_steps.csv"
+    if not path.exists():
+        return []
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+class Processes:
+    """Started commands, each logging to a file; all are stopped at the end whatever happens."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen([*CLI, *args], stdout=log, stderr=subprocess.STDOUT)
+        self.started[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.started.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.started.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    running = Processes(tmp_path)
+    yield running
+    running.stop_all()
+
+
+def run_cli(*args: str, timeout: float = 300) -> str:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audits(
+    tmp_path: Path, easy_splits: FederatedSplits, processes: Processes
+) -> None:
+    server_port, keyholder_port = free_port(), free_port()
+    fed = tmp_path / "fed"
+    run_cli(
+        "init",
+        str(fed),
+        "--clients",
+        ",".join(CLIENTS),
+        "--server-port",
+        str(server_port),
+        "--keyholder-port",
+        str(keyholder_port),
+    )
+    foundation = easy_splits.foundation
+    save_vlm(
+        build_tiny_vlm(PRESETS["tiny"], [*foundation["question"], *foundation["answer"]]), tmp_path / "base"
+    )
+    update_toml(fed / "keyholder/keyholder.toml", {"service": {"listen": f"127.0.0.1:{keyholder_port}"}})
+    update_toml(
+        fed / "server/server.toml",
+        {
+            "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 1.0},
+            "run": {
+                "base_model": str(tmp_path / "base"),
+                "run_dir": str(tmp_path / "run"),
+                "calibration_items": 24,
+                "eval_limit": 16,
+            },
+            "router": {"clusters": 2, "epochs": 20},
+            "grpo": {"steps": 4, "prompts_per_step": 2, "group_size": 4, "save_steps": 1},
+            "secure": {"deadline_seconds": 20.0},
+        },
+    )
+    for name in CLIENTS:
+        config = fed / "clients" / name / "client.toml"
+        update_toml(
+            config,
+            {
+                "reward_model": {"limit": 48, "hidden": 16, "vocab_buckets": 64},
+                "training": {"epochs": 2, "batch_size": 16, "physical_batch_size": 16},
+                "privacy": {"epsilon": 8.0},
+                "agent": {
+                    "heartbeat_seconds": 0.5,
+                    "reconnect_initial_seconds": 0.2,
+                    "reconnect_max_seconds": 1.0,
+                },
+            },
+        )
+        run_cli("client", "train-rm", "--config", str(config))
+
+    processes.start("keyholder", "keyholder", "serve", "--config", str(fed / "keyholder/keyholder.toml"))
+    for name in CLIENTS:
+        processes.start(name, "client", "join", "--config", str(fed / "clients" / name / "client.toml"))
+    server = processes.start("server", "server", "train", "--config", str(fed / "server/server.toml"))
+
+    deadline = time.monotonic() + 300
+    while not steps_of(tmp_path / "run") and time.monotonic() < deadline and server.poll() is None:
+        time.sleep(0.5)
+    assert steps_of(tmp_path / "run"), processes.log("server")
+    processes.started["yesno"].send_signal(signal.SIGKILL)  # a client lost mid-run
+    assert server.wait(300) == 0, processes.log("server")
+
+    steps = steps_of(tmp_path / "run")
+    assert [s["step_id"] for s in steps] == [f"mor/{i}" for i in range(4)]
+    assert not any(s["skipped"] for s in steps)
+    assert len(steps[-1]["contributors"].split()) == 2  # training went on with the two that remain
+    assert (tmp_path / "run/eval.json").exists()
+
+    update_toml(fed / "server/server.toml", {"grpo": {"steps": 5}})
+    resumed = processes.start(
+        "resumed", "server", "train", "--config", str(fed / "server/server.toml"), "--resume"
+    )
+    assert resumed.wait(300) == 0, processes.log("resumed")
+    steps = steps_of(tmp_path / "run")
+    assert [s["step_id"] for s in steps] == [f"mor/{i}" for i in range(5)]  # one more step, a fresh step id
+
+    processes.stop_all()
+    assert all(p.poll() is not None for p in processes.started.values())
+    assert "decryption.policy" in run_cli("audit", str(fed))  # exits 0: every check passes
