@@ -6,7 +6,7 @@ TRL's ``GRPOTrainer`` (checkpoints every ``grpo.save_steps``; ``resume=True`` co
 one, and the persisted step counter means no step id is ever requested twice), saves the policy's
 adapters and evaluates them on held-out test questions. Per-step logs go to ``run_dir``:
 ``secure_steps.csv`` (contributors, mean weight per client, fused reward, secure-path timings) and
-``train_log.csv`` (TRL's reward, KL, loss).
+``train_log.csv`` (TRL's reward, KL, loss), both also as TensorBoard scalars in ``run_dir/tensorboard``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerCallback
 
 from secure_mor.crypto.kit import KEYHOLDER_IDENTITY, load_trust
@@ -49,12 +50,19 @@ class AlignmentResult:
 
 
 class _CsvLog:
-    """Appends dict rows with a fixed set of columns to a CSV file, writing the header once."""
+    """Appends rows with fixed columns to a CSV file (header once) and their numbers to TensorBoard."""
 
-    def __init__(self, path: Path, fields: list[str]) -> None:
-        self.path, self.fields = path, fields
+    def __init__(self, path: Path, fields: list[str], board: SummaryWriter, prefix: str) -> None:
+        self.path, self.fields, self.board, self.prefix = path, fields, board, prefix
+        self._count = 0
 
     def write(self, row: dict[str, Any]) -> None:
+        step = int(row.get("step", self._count))
+        self._count += 1
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
+                self.board.add_scalar(f"{self.prefix}/{key}", value, step)
+        self.board.flush()
         new = not self.path.exists()
         with self.path.open("a", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=self.fields, extrasaction="ignore", restval="")
@@ -93,6 +101,7 @@ class FederatedAlignment:
         splits = load_splits(config.data)
         reference = load_vlm(config.run.base_model)
         service: RunningFederation | None = None
+        self.board = SummaryWriter(str(self.run_dir / "tensorboard"))
         try:
             if config.run.routing == "gold":
                 reward: RewardFunc = GoldReward()
@@ -105,7 +114,11 @@ class FederatedAlignment:
                 reward_funcs=[reward],
                 settings=config.grpo,
                 output_dir=self.run_dir / "checkpoints",
-                callbacks=[_TrainLog(_CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS]))],
+                callbacks=[
+                    _TrainLog(
+                        _CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS], self.board, "grpo")
+                    )
+                ],
             )
             has_checkpoint = resume and any((self.run_dir / "checkpoints").glob("checkpoint-*"))
             trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -113,6 +126,7 @@ class FederatedAlignment:
         finally:
             if service is not None:
                 service.stop(2.0)
+            self.board.close()
         policy: Any = trainer.model  # the PEFT-wrapped policy; generates like any PreTrainedModel
         evaluation = self._evaluate(Vlm(policy, reference.processor), splits.test, splits.foundation)
         return AlignmentResult(
@@ -158,7 +172,12 @@ class FederatedAlignment:
 
         routing = self._routing(features, calibration, service)
         fields = [f for f in StepRecord.__dataclass_fields__ if f != "mean_weights"]
-        steps = _CsvLog(self.run_dir / "secure_steps.csv", fields + [f"weight:{c}" for c in identities])
+        steps = _CsvLog(
+            self.run_dir / "secure_steps.csv",
+            fields + [f"weight:{c}" for c in identities],
+            self.board,
+            "secure",
+        )
         mor = MixtureOfRewards(
             clients=identities,
             routing=routing,

@@ -106,6 +106,7 @@ def test_a_server_run_calibrates_trains_logs_evaluates_and_resumes(
             assert len(list(csv.DictReader(file))) == 2
         assert set(json.loads((run / "eval.json").read_text())) >= {"overall"}
         assert (run / "policy" / "adapter_config.json").exists()
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
         resumed = dataclasses.replace(config, grpo=dataclasses.replace(config.grpo, steps=3))
         again = FederatedAlignment(resumed).run(resume=True)
