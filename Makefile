@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/base_pretrain.py
 	$(BIN)/python benchmarks/ckks_fusion.py
 	$(BIN)/python benchmarks/dp_reward_models.py
+	$(BIN)/python benchmarks/secure_path.py
 
 clean:
 	rm -rf $(VENV) build dist .typecheck .mypy_cache .ruff_cache .pytest_cache
