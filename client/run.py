@@ -72,7 +72,8 @@ def train_from_config(
     ledger = open_ledger(config)
     try:
         requested = config.privacy.epsilon if epsilon is None else epsilon
-        ledger.check(requested, config.privacy.budget) if requested != float("inf") else None
+        if requested != float("inf"):
+            ledger.check(requested, config.privacy.budget)  # before loading or training anything
         split = client_pairs(config)
         result = train_reward_model(
             split.train,

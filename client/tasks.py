@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,12 +98,17 @@ def score_task(
     pictures = [_image(r, images, max_image_bytes, f"rollout {i}") for i, r in enumerate(task.rollouts)]
     questions, answers = [r.question for r in task.rollouts], [r.answer for r in task.rollouts]
     _texts(questions + answers, "rollout")
+    started = time.perf_counter()
     scores = check_scores(model.score(pictures, questions, answers), count)
+    scored = time.perf_counter()
     vector = public.encrypt(scores)
+    contribution = sign_contribution(signer, task.step_id, vector)
     return sp.ScoreReply(
         step_id=task.step_id,
         scores=vector_to_proto(vector),
-        contribution=sign_contribution(signer, task.step_id, vector),
+        contribution=contribution,
+        score_seconds=scored - started,
+        encrypt_seconds=time.perf_counter() - scored,
     )
 
 

@@ -43,3 +43,11 @@ def test_scoring_messages_round_trip() -> None:
         )
     )
     assert sp.ClientMessage.FromString(reply.SerializeToString()) == reply
+
+
+def test_client_never_imports_the_server() -> None:
+    code = (
+        "import sys, secure_mor.client.agent, secure_mor.client.run, secure_mor.cli.client; "
+        "assert not [m for m in sys.modules if m.startswith('secure_mor.server')], 'server imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
