@@ -112,12 +112,13 @@ def measure(k: int, steps: int, base: Path, work: Path) -> dict[str, float]:
     keyholder.stop(None)
     step_times = [h["step_time"] for h in trainer.state.log_history if "step_time" in h][1:]  # skip warm-up
     kept = records[1:]
-    secure = [r.scoring_seconds + r.fusion_seconds + r.decryption_seconds for r in kept]
     return {
         "K": k,
         "step": statistics.median(step_times),
-        "secure": statistics.median(secure),
+        "secure": statistics.median(r.secure_seconds for r in kept),
         "scoring": statistics.median(r.scoring_seconds for r in kept),
+        "encryption": statistics.median(r.encryption_seconds for r in kept),
+        "transport": statistics.median(r.transport_seconds for r in kept),
         "fusion": statistics.median(r.fusion_seconds for r in kept),
         "decryption": statistics.median(r.decryption_seconds for r in kept),
     }
@@ -151,16 +152,24 @@ def main() -> None:
     print(
         f"\nMoR GRPO step, tiny VLM, 8 prompts × 8 completions = 64 rollouts; median of {args.steps} steps\n"
     )
-    print(
-        "| clients K | step (s) | secure path (s) | share of step | scoring+encryption+transport (s) "
-        "| fusion (s) | decryption (s) |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    columns = [
+        "clients K",
+        "step (s)",
+        "secure path (s)",
+        "share of step",
+        "scoring",
+        "encryption",
+        "transport",
+        "fusion",
+        "decryption",
+    ]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['K']} | {r['step']:.3f} | {r['secure']:.3f} | {r['secure'] / r['step']:.0%} | "
-            f"{r['scoring']:.3f} | {r['fusion']:.4f} | {r['decryption']:.4f} |"
+        split = " | ".join(
+            f"{r[k]:.4f}" for k in ("scoring", "encryption", "transport", "fusion", "decryption")
         )
+        print(f"| {r['K']} | {r['step']:.3f} | {r['secure']:.3f} | {r['secure'] / r['step']:.0%} | {split} |")
 
 
 if __name__ == "__main__":

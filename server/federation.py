@@ -44,6 +44,8 @@ class ScoringOutcome:
     step_id: str
     answers: tuple[EncryptedScores, ...]
     refused: Mapping[str, str] = field(default_factory=dict)
+    client_seconds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Per contributor, its own report of (scoring, encryption + signing) seconds."""
 
     @property
     def contributors(self) -> tuple[str, ...]:
@@ -197,17 +199,20 @@ class FederationService(sp.FederationServicer):
     def score(self, task: sp.ScoringTask, deadline_seconds: float) -> ScoringOutcome:
         """Send ``task`` to every online client; return the verified answers received before the deadline."""
         replies = self._ask(task.step_id, sp.ServerMessage(task=task), deadline_seconds)
-        answers, refused = [], {}
+        answers, refused, seconds = [], {}, {}
         for identity, reply in replies.items():
             if isinstance(reply, str):
                 refused[identity] = reply
                 continue
             try:
                 answers.append(self._verify(identity, task, reply))
+                seconds[identity] = (reply.score.score_seconds, reply.score.encrypt_seconds)
             except ValueError as error:
                 refused[identity] = str(error)
                 LOGGER.warning("step %s: answer of %s refused: %s", task.step_id, identity, error)
-        return ScoringOutcome(task.step_id, tuple(sorted(answers, key=lambda a: a.identity)), refused)
+        return ScoringOutcome(
+            task.step_id, tuple(sorted(answers, key=lambda a: a.identity)), refused, seconds
+        )
 
     def calibrate(
         self, request: sp.CalibrationRequest, deadline_seconds: float

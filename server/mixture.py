@@ -88,10 +88,18 @@ class StepRecord:
     mean_weights: dict[str, float]
     reward_mean: float
     reward_std: float
-    scoring_seconds: float
+    waiting_seconds: float  # from sending the task to the last answer (or the deadline)
+    scoring_seconds: float  # the slowest contributor's own report
+    encryption_seconds: float  # the slowest contributor's own report (encrypting and signing)
+    transport_seconds: float  # waiting less the slowest contributor's scoring and encryption
     fusion_seconds: float
     decryption_seconds: float
     skipped: str = ""
+
+    @property
+    def secure_seconds(self) -> float:
+        """The whole secure path of the step: waiting for the clients, fusion, decryption."""
+        return self.waiting_seconds + self.fusion_seconds + self.decryption_seconds
 
 
 class MixtureOfRewards:
@@ -141,13 +149,25 @@ class MixtureOfRewards:
         outcome = self.federation.score(
             sp.ScoringTask(step_id=step_id, rollouts=rollouts, images=images), self.settings.deadline_seconds
         )
-        scored = time.perf_counter() - started
+        waited = time.perf_counter() - started
         by_identity = {a.identity: a for a in outcome.answers}
         answered = [c in by_identity for c in self.clients]
 
         def skipped(reason: str) -> tuple[StepRecord, None]:
             record = StepRecord(
-                step_id, len(rollouts), outcome.contributors, {}, 0.0, 0.0, scored, 0.0, 0.0, reason
+                step_id,
+                len(rollouts),
+                outcome.contributors,
+                {},
+                0.0,
+                0.0,
+                waited,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                reason,
             )
             return record, None
 
@@ -161,6 +181,9 @@ class MixtureOfRewards:
             fused = self.fusion.fuse(step_id, [by_identity[c] for c in contributors], kept)
         except (RoutingError, DecryptionRefusedError) as error:
             return skipped(str(error))
+        scoring, encryption = _slowest(
+            waited, [outcome.client_seconds.get(c, (0.0, 0.0)) for c in contributors]
+        )
         record = StepRecord(
             step_id=step_id,
             rollouts=len(rollouts),
@@ -168,11 +191,21 @@ class MixtureOfRewards:
             mean_weights={c: float(kept[:, i].mean()) for i, c in enumerate(contributors)},
             reward_mean=float(fused.values.mean()),
             reward_std=float(fused.values.std()),
-            scoring_seconds=scored,
+            waiting_seconds=waited,
+            scoring_seconds=scoring,
+            encryption_seconds=encryption,
+            transport_seconds=waited - scoring - encryption,
             fusion_seconds=fused.fuse_seconds,
             decryption_seconds=fused.decrypt_seconds,
         )
         return record, [float(v) for v in fused.values]
+
+
+def _slowest(waited: float, reports: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The slowest contributor's own (scoring, encryption) report, clamped so that both fit in the wait."""
+    score, encrypt = max(reports, key=sum, default=(0.0, 0.0))
+    score = min(max(score, 0.0), waited)
+    return score, min(max(encrypt, 0.0), waited - score)
 
 
 def _task_parts(

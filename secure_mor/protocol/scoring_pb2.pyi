@@ -93,14 +93,18 @@ class ScoringTask(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ..., images: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class ScoreReply(_message.Message):
-    __slots__ = ("step_id", "scores", "contribution")
+    __slots__ = ("step_id", "scores", "contribution", "score_seconds", "encrypt_seconds")
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     scores: _federation_pb2.EncryptedVector
     contribution: _federation_pb2.Contribution
-    def __init__(self, step_id: _Optional[str] = ..., scores: _Optional[_Union[_federation_pb2.EncryptedVector, _Mapping]] = ..., contribution: _Optional[_Union[_federation_pb2.Contribution, _Mapping]] = ...) -> None: ...
+    score_seconds: float
+    encrypt_seconds: float
+    def __init__(self, step_id: _Optional[str] = ..., scores: _Optional[_Union[_federation_pb2.EncryptedVector, _Mapping]] = ..., contribution: _Optional[_Union[_federation_pb2.Contribution, _Mapping]] = ..., score_seconds: _Optional[float] = ..., encrypt_seconds: _Optional[float] = ...) -> None: ...
 
 class CalibrationItem(_message.Message):
     __slots__ = ("image_bytes", "image_ref", "question", "chosen", "rejected", "cluster")

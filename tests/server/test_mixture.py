@@ -156,6 +156,10 @@ def test_mor_reward_is_the_router_weighted_mix_and_skips_below_k_min(
     (record,) = records
     assert record.contributors == ("client:color", "client:shape")
     assert record.mean_weights == pytest.approx({"client:color": 0.5, "client:shape": 0.5})
+    assert record.scoring_seconds > 0  # the clients' own reports
+    assert record.encryption_seconds > 0
+    parts = record.scoring_seconds + record.encryption_seconds + record.transport_seconds
+    assert parts == pytest.approx(record.waiting_seconds)
 
     # One client leaves: fewer than k_min = 2 answer, so the step is retried once, then skipped undecrypted.
     agent, thread = agents["shape"]
