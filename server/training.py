@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from secure_mor.models.features import prompt_features
 from secure_mor.protocol import keyholder_stub
 from secure_mor.server.calibration import calibration_pairs, fit_router
 from secure_mor.server.config import ServerConfig
+from secure_mor.server.distributed import MainProcessReward
 from secure_mor.server.errors import ServerError
 from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
 from secure_mor.server.fusion import SecureFusion, fetch_public_context
@@ -52,17 +54,18 @@ class AlignmentResult:
 class _CsvLog:
     """Appends rows with fixed columns to a CSV file (header once) and their numbers to TensorBoard."""
 
-    def __init__(self, path: Path, fields: list[str], board: SummaryWriter, prefix: str) -> None:
+    def __init__(self, path: Path, fields: list[str], board: SummaryWriter | None, prefix: str) -> None:
         self.path, self.fields, self.board, self.prefix = path, fields, board, prefix
         self._count = 0
 
     def write(self, row: dict[str, Any]) -> None:
         step = int(row.get("step", self._count))
         self._count += 1
-        for key, value in row.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
-                self.board.add_scalar(f"{self.prefix}/{key}", value, step)
-        self.board.flush()
+        if self.board is not None:
+            for key, value in row.items():
+                if isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
+                    self.board.add_scalar(f"{self.prefix}/{key}", value, step)
+            self.board.flush()
         new = not self.path.exists()
         with self.path.open("a", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=self.fields, extrasaction="ignore", restval="")
@@ -101,12 +104,21 @@ class FederatedAlignment:
         splits = load_splits(config.data)
         reference = load_vlm(config.run.base_model)
         service: RunningFederation | None = None
-        self.board = SummaryWriter(str(self.run_dir / "tensorboard"))
+        # Under torchrun / accelerate launch only the main process talks to clients and the key holder.
+        # (The trainer sets up the process group later; torchrun's RANK says who we are before that.)
+        main = int(os.environ.get("RANK", "0")) == 0
+        self.board = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
+        logs = _TrainLog(
+            _CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS], self.board, "grpo")
+        )
         try:
             if config.run.routing == "gold":
                 reward: RewardFunc = GoldReward()
+            elif main:
+                service, federated = self._federated_reward(reference, splits.calibration)
+                reward = MainProcessReward(federated)
             else:
-                service, reward = self._federated_reward(reference, splits.calibration)
+                reward = MainProcessReward(None)
             trainer = build_grpo_trainer(
                 base_model=config.run.base_model,
                 processor=reference.processor,
@@ -114,11 +126,7 @@ class FederatedAlignment:
                 reward_funcs=[reward],
                 settings=config.grpo,
                 output_dir=self.run_dir / "checkpoints",
-                callbacks=[
-                    _TrainLog(
-                        _CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS], self.board, "grpo")
-                    )
-                ],
+                callbacks=[logs] if main else [],
             )
             has_checkpoint = resume and any((self.run_dir / "checkpoints").glob("checkpoint-*"))
             trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -126,9 +134,12 @@ class FederatedAlignment:
         finally:
             if service is not None:
                 service.stop(2.0)
-            self.board.close()
+            if self.board is not None:
+                self.board.close()
         policy: Any = trainer.model  # the PEFT-wrapped policy; generates like any PreTrainedModel
-        evaluation = self._evaluate(Vlm(policy, reference.processor), splits.test, splits.foundation)
+        evaluation = (
+            self._evaluate(Vlm(policy, reference.processor), splits.test, splits.foundation) if main else None
+        )
         return AlignmentResult(
             self.run_dir, int(trainer.state.global_step), time.monotonic() - started, evaluation
         )

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,42 +91,14 @@ def run_cli(*args: str, timeout: float = 300) -> str:
     return done.stdout
 
 
-@pytest.mark.slow
-def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audits(
-    tmp_path: Path, easy_splits: FederatedSplits, processes: Processes
-) -> None:
-    server_port, keyholder_port = free_port(), free_port()
-    fed = tmp_path / "fed"
-    run_cli(
-        "init",
-        str(fed),
-        "--clients",
-        ",".join(CLIENTS),
-        "--server-port",
-        str(server_port),
-        "--keyholder-port",
-        str(keyholder_port),
-    )
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, easy_splits: FederatedSplits) -> Path:
+    """A kit whose three clients trained their reward models under DP, and a tiny base VLM beside it."""
+    root = tmp_path_factory.mktemp("deployment")
+    fed = root / "fed"
+    run_cli("init", str(fed), "--clients", ",".join(CLIENTS))
     foundation = easy_splits.foundation
-    save_vlm(
-        build_tiny_vlm(PRESETS["tiny"], [*foundation["question"], *foundation["answer"]]), tmp_path / "base"
-    )
-    update_toml(fed / "keyholder/keyholder.toml", {"service": {"listen": f"127.0.0.1:{keyholder_port}"}})
-    update_toml(
-        fed / "server/server.toml",
-        {
-            "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 1.0},
-            "run": {
-                "base_model": str(tmp_path / "base"),
-                "run_dir": str(tmp_path / "run"),
-                "calibration_items": 24,
-                "eval_limit": 16,
-            },
-            "router": {"clusters": 2, "epochs": 20},
-            "grpo": {"steps": 4, "prompts_per_step": 2, "group_size": 4, "save_steps": 1},
-            "secure": {"deadline_seconds": 20.0},
-        },
-    )
+    save_vlm(build_tiny_vlm(PRESETS["tiny"], [*foundation["question"], *foundation["answer"]]), root / "base")
     for name in CLIENTS:
         config = fed / "clients" / name / "client.toml"
         update_toml(
@@ -143,33 +115,99 @@ def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audit
             },
         )
         run_cli("client", "train-rm", "--config", str(config))
+    return root
 
-    processes.start("keyholder", "keyholder", "serve", "--config", str(fed / "keyholder/keyholder.toml"))
+
+def configure(root: Path, run: str, **grpo: Any) -> tuple[Path, int, int]:
+    """Point the kit at fresh loopback ports and a run folder; return the kit and the two ports."""
+    fed, server_port, keyholder_port = root / "fed", free_port(), free_port()
+    update_toml(fed / "keyholder/keyholder.toml", {"service": {"listen": f"127.0.0.1:{keyholder_port}"}})
+    update_toml(
+        fed / "server/server.toml",
+        {
+            "federation": {"keyholder_address": f"127.0.0.1:{keyholder_port}"},
+            "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 1.0},
+            "run": {
+                "base_model": str(root / "base"),
+                "run_dir": str(root / run),
+                "run_id": run,
+                "calibration_items": 24,
+                "eval_limit": 16,
+            },
+            "router": {"clusters": 2, "epochs": 20},
+            "grpo": {"prompts_per_step": 2, "group_size": 4, "save_steps": 1, **grpo},
+            "secure": {"deadline_seconds": 20.0},
+        },
+    )
     for name in CLIENTS:
+        update_toml(
+            fed / "clients" / name / "client.toml",
+            {
+                "federation": {
+                    "server_address": f"127.0.0.1:{server_port}",
+                    "keyholder_address": f"127.0.0.1:{keyholder_port}",
+                }
+            },
+        )
+    return fed, server_port, keyholder_port
+
+
+def start_federation(fed: Path, processes: Processes, clients: Sequence[str] = CLIENTS) -> None:
+    processes.start("keyholder", "keyholder", "serve", "--config", str(fed / "keyholder/keyholder.toml"))
+    for name in clients:
         processes.start(name, "client", "join", "--config", str(fed / "clients" / name / "client.toml"))
+
+
+@pytest.mark.slow
+def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audits(
+    deployment: Path, processes: Processes
+) -> None:
+    fed, _, _ = configure(deployment, "mor", steps=4)
+    run = deployment / "mor"
+    start_federation(fed, processes)
     server = processes.start("server", "server", "train", "--config", str(fed / "server/server.toml"))
 
     deadline = time.monotonic() + 300
-    while not steps_of(tmp_path / "run") and time.monotonic() < deadline and server.poll() is None:
+    while not steps_of(run) and time.monotonic() < deadline and server.poll() is None:
         time.sleep(0.5)
-    assert steps_of(tmp_path / "run"), processes.log("server")
+    assert steps_of(run), processes.log("server")
     processes.started["yesno"].send_signal(signal.SIGKILL)  # a client lost mid-run
     assert server.wait(300) == 0, processes.log("server")
 
-    steps = steps_of(tmp_path / "run")
+    steps = steps_of(run)
     assert [s["step_id"] for s in steps] == [f"mor/{i}" for i in range(4)]
     assert not any(s["skipped"] for s in steps)
     assert len(steps[-1]["contributors"].split()) == 2  # training went on with the two that remain
-    assert (tmp_path / "run/eval.json").exists()
+    assert (run / "eval.json").exists()
 
     update_toml(fed / "server/server.toml", {"grpo": {"steps": 5}})
     resumed = processes.start(
         "resumed", "server", "train", "--config", str(fed / "server/server.toml"), "--resume"
     )
     assert resumed.wait(300) == 0, processes.log("resumed")
-    steps = steps_of(tmp_path / "run")
+    steps = steps_of(run)
     assert [s["step_id"] for s in steps] == [f"mor/{i}" for i in range(5)]  # one more step, a fresh step id
 
     processes.stop_all()
     assert all(p.poll() is not None for p in processes.started.values())
     assert "decryption.policy" in run_cli("audit", str(fed))  # exits 0: every check passes
+
+
+@pytest.mark.slow
+def test_two_training_processes_share_one_secure_step(deployment: Path, processes: Processes) -> None:
+    # torchrun starts two trainer processes; only the main one talks to the clients and the key holder,
+    # and each step's rollouts of both processes are scored and decrypted together, under one step id.
+    fed, _, _ = configure(deployment, "ddp", steps=2)
+    start_federation(fed, processes, CLIENTS[:2])
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "secure_mor"]
+    done = subprocess.run(
+        [*torchrun, "server", "train", "--config", str(fed / "server/server.toml")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    steps = steps_of(deployment / "ddp")
+    assert [s["step_id"] for s in steps] == ["ddp/0", "ddp/1"]
+    assert all(int(s["rollouts"]) == 2 * 2 * 4 for s in steps)  # both processes' B·G rollouts in one step
+    assert all(not s["skipped"] for s in steps)
