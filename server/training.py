@@ -22,19 +22,17 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerCallback
 
-from secure_mor.crypto.kit import KEYHOLDER_IDENTITY, load_trust
-from secure_mor.crypto.transport import secure_channel
 from secure_mor.data import load_splits
 from secure_mor.models.evaluate import EvalResult, TextOnlyBaseline, evaluate_vlm, sample_rows
 from secure_mor.models.factory import Vlm, load_vlm
 from secure_mor.models.features import prompt_features
-from secure_mor.protocol import keyholder_stub
 from secure_mor.server.calibration import calibration_pairs, fit_router
 from secure_mor.server.config import ServerConfig
 from secure_mor.server.distributed import MainProcessReward
+from secure_mor.server.endpoint import open_endpoint
 from secure_mor.server.errors import ServerError
-from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
-from secure_mor.server.fusion import SecureFusion, fetch_public_context
+from secure_mor.server.federation import FederationService, RunningFederation
+from secure_mor.server.fusion import SecureFusion
 from secure_mor.server.grpo import RewardFunc, build_grpo_trainer, grpo_prompts
 from secure_mor.server.mixture import MixtureOfRewards, StepIds, StepRecord
 from secure_mor.server.rewards import GoldReward
@@ -146,59 +144,41 @@ class FederatedAlignment:
 
     def _federated_reward(self, reference: Vlm, calibration: Any) -> tuple[RunningFederation, RewardFunc]:
         config = self.config
-        federation = config.federation
-        channel = secure_channel(
-            federation.keyholder_address, federation.tls, config.service.max_message_bytes
-        )
-        pinned = load_trust(federation.trust)
-        if KEYHOLDER_IDENTITY not in pinned:
-            raise ServerError(f"{federation.trust}: no pinned signing key for {KEYHOLDER_IDENTITY!r}")
-        stub = keyholder_stub(channel)
-        public = fetch_public_context(stub, pinned[KEYHOLDER_IDENTITY])
-        identities = config.run.identities
-        service = FederationService(
-            run_id=config.run.run_id,
-            allowed=identities,
-            public=public,
-            pinned=pinned,
-            heartbeat_seconds=config.service.heartbeat_seconds,
-        )
-        running = serve_federation(
-            service,
-            listen=config.service.listen,
-            tls=federation.tls,
-            max_message_bytes=config.service.max_message_bytes,
-            max_clients=config.service.max_clients,
-        )
-        online = service.wait_for(config.secure.k_min, config.service.wait_for_clients_seconds)
-        if len(online) < config.secure.k_min:
-            running.stop(None)
-            raise ServerError(
-                f"only {len(online)} client(s) joined within {config.service.wait_for_clients_seconds:g} s "
-                f"({', '.join(online) or 'none'}); k_min = {config.secure.k_min}"
+        endpoint = open_endpoint(config)
+        identities, service, running = config.run.identities, endpoint.service, endpoint.running
+        try:
+            wait = config.service.wait_for_clients_seconds
+            online = service.wait_for(config.secure.k_min, wait)
+            if len(online) < config.secure.k_min:
+                raise ServerError(
+                    f"only {len(online)} client(s) joined within {wait:g} s "
+                    f"({', '.join(online) or 'none'}); k_min = {config.secure.k_min}"
+                )
+
+            def features(images: Any, questions: Any) -> Any:
+                return prompt_features(reference, images, questions)
+
+            routing = self._routing(features, calibration, service)
+            fields = [f for f in StepRecord.__dataclass_fields__ if f != "mean_weights"]
+            steps = _CsvLog(
+                self.run_dir / "secure_steps.csv",
+                fields + [f"weight:{c}" for c in identities],
+                self.board,
+                "secure",
             )
-
-        def features(images: Any, questions: Any) -> Any:
-            return prompt_features(reference, images, questions)
-
-        routing = self._routing(features, calibration, service)
-        fields = [f for f in StepRecord.__dataclass_fields__ if f != "mean_weights"]
-        steps = _CsvLog(
-            self.run_dir / "secure_steps.csv",
-            fields + [f"weight:{c}" for c in identities],
-            self.board,
-            "secure",
-        )
-        mor = MixtureOfRewards(
-            clients=identities,
-            routing=routing,
-            features=features,
-            federation=service,
-            fusion=SecureFusion(public, stub),
-            step_ids=StepIds(self.run_dir / "step_counter", config.run.run_id),
-            settings=config.secure,
-            on_step=lambda record: steps.write(_flat(record)),
-        )
+            mor = MixtureOfRewards(
+                clients=identities,
+                routing=routing,
+                features=features,
+                federation=service,
+                fusion=SecureFusion(endpoint.public, endpoint.keyholder),
+                step_ids=StepIds(self.run_dir / "step_counter", config.run.run_id),
+                settings=config.secure,
+                on_step=lambda record: steps.write(_flat(record)),
+            )
+        except BaseException:
+            running.stop(None)
+            raise
         return running, mor
 
     def _routing(self, features: Any, calibration: Any, service: FederationService) -> Routing:

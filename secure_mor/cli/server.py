@@ -48,32 +48,11 @@ def serve(
     ),
 ) -> None:
     """Serve the Federation endpoint and show clients as they join and leave, until Ctrl-C."""
-    from secure_mor.crypto.kit import KEYHOLDER_IDENTITY, load_trust
-    from secure_mor.crypto.transport import secure_channel
-    from secure_mor.protocol import keyholder_stub
     from secure_mor.server.config import load_server_config
-    from secure_mor.server.federation import FederationService, serve_federation
-    from secure_mor.server.fusion import fetch_public_context
+    from secure_mor.server.endpoint import open_endpoint
 
     settings = load_server_config(config)
-    federation = settings.federation
-    pinned = load_trust(federation.trust)
-    channel = secure_channel(federation.keyholder_address, federation.tls, settings.service.max_message_bytes)
-    public = fetch_public_context(keyholder_stub(channel), pinned[KEYHOLDER_IDENTITY])
-    service = FederationService(
-        run_id=settings.run.run_id,
-        allowed=settings.run.identities,
-        public=public,
-        pinned=pinned,
-        heartbeat_seconds=settings.service.heartbeat_seconds,
-    )
-    running = serve_federation(
-        service,
-        listen=settings.service.listen,
-        tls=federation.tls,
-        max_message_bytes=settings.service.max_message_bytes,
-        max_clients=settings.service.max_clients,
-    )
+    endpoint = open_endpoint(settings)
     stop = threading.Event()
 
     def handle(signum: int, frame: Any) -> None:
@@ -81,11 +60,11 @@ def serve(
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    console.print(f"serving on port {running.port}; allowed: {', '.join(settings.run.identities)}")
+    console.print(f"serving on port {endpoint.running.port}; allowed: {', '.join(settings.run.identities)}")
     online: tuple[str, ...] = ()
     while not stop.wait(1.0):
-        now = service.online()
+        now = endpoint.service.online()
         if now != online:
             console.print(f"online: {', '.join(now) or 'none'}")
             online = now
-    running.stop(2.0)
+    endpoint.running.stop(2.0)

@@ -1,7 +1,7 @@
 """Typed access to the server ↔ client ``Federation`` service of ``scoring.proto`` (wire types re-exported).
 
 ``scoring.proto`` is the source of truth; ``scoring_pb2*.py`` and ``.pyi`` are generated from it and
-committed (``tests/client/test_scoring_protocol.py`` regenerates them and fails on drift).
+committed (``tests/test_protocol_stubs.py`` regenerates them and fails on drift).
 """
 
 from __future__ import annotations
