@@ -62,8 +62,8 @@ def main() -> None:
     parser.add_argument("--epsilons", default="inf,8,3,1")
     parser.add_argument("--shards", default=",".join(SHARDS))
     parser.add_argument("--base", type=Path, default=None, help="Pretrained VLM folder for lora-vlm.")
-    parser.add_argument("--lora-pairs", type=int, default=200, help="lora-vlm: pairs per shard (CPU time).")
-    parser.add_argument("--lora-epochs", type=int, default=2)
+    parser.add_argument("--lora-pairs", type=int, default=0, help="lora-vlm: pairs per shard (0 = all).")
+    parser.add_argument("--lora-epochs", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     epsilons = [float(e) for e in args.epsilons.split(",")]
