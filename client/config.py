@@ -64,7 +64,9 @@ class TrainingConfig:
     )
     physical_batch_size: int = help_field(128, "Largest batch held in memory at once (BatchMemoryManager).")
     learning_rate: float = help_field(1e-2, "Adam learning rate.")
-    max_grad_norm: float = help_field(1.0, "Per-pair gradient clipping norm C.")
+    max_grad_norm: float | None = help_field(
+        None, "Per-pair clipping norm C; unset = the architecture's default (compact 1.0, lora-vlm 0.01)."
+    )
     grad_sample_mode: Literal["auto", "ghost", "hooks"] = help_field(
         "auto", "Per-pair gradients: auto = ghost for compact, hooks for lora-vlm (ghost is inexact there)."
     )
@@ -74,7 +76,11 @@ class TrainingConfig:
             value = getattr(self, name)
             require(value >= 1, name, f"expected an integer ≥ 1, found {value}")
         require(self.learning_rate > 0, "learning_rate", f"expected > 0, found {self.learning_rate}")
-        require(self.max_grad_norm > 0, "max_grad_norm", f"expected > 0, found {self.max_grad_norm}")
+        require(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "max_grad_norm",
+            f"expected a number > 0, found {self.max_grad_norm}",
+        )
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ from secure_mor.client.reward_model import RewardModel, build_reward_model, pair
 from secure_mor.errors import ConfigError
 
 GRAD_SAMPLE_MODE = {"compact": "ghost", "lora-vlm": "hooks"}
+CLIP_NORM = {"compact": 1.0, "lora-vlm": 0.01}
+"""Default per-pair clipping norms: near the typical per-pair gradient norm of each architecture (the
+LoRA VLM's are ~100× smaller; with C = 1 nothing is clipped and the noise σ·C drowns the signal)."""
 
 Progress = Callable[[int, int, float], None]
 """Called after each logical step with (step, total steps, loss)."""
@@ -121,6 +124,7 @@ def _train(
     criterion: Any = BradleyTerryLoss()
     loader: Any = DataLoader(data, batch_size=batch_size, shuffle=True)
     mode = GRAD_SAMPLE_MODE[reward_model.architecture]
+    clip = training.max_grad_norm or CLIP_NORM[reward_model.architecture]
     if training.grad_sample_mode != "auto":
         if training.grad_sample_mode == "ghost" and reward_model.architecture == "lora-vlm":
             raise ConfigError(
@@ -143,7 +147,7 @@ def _train(
             target_epsilon=epsilon,
             target_delta=privacy.delta,
             epochs=training.epochs,
-            max_grad_norm=training.max_grad_norm,
+            max_grad_norm=clip,
             poisson_sampling=True,
             grad_sample_mode=mode,
         )
@@ -199,9 +203,7 @@ def _train(
         history = engine.accountant.history
         events = tuple(DpEvent(float(s), float(q), int(t)) for s, q, t in history)
         spent = float(engine.get_epsilon(privacy.delta))
-        run = DpRun(
-            n, events, training.max_grad_norm, privacy.delta, spent, epsilon, reward_model.architecture, mode
-        )
+        run = DpRun(n, events, clip, privacy.delta, spent, epsilon, reward_model.architecture, mode)
         ledger.record_dp(run, privacy.budget)
         noise, rate = events[0].noise_multiplier, events[0].sample_rate
     else:
@@ -213,4 +215,4 @@ def _train(
     return TrainResult(result_model, accuracy, seconds, spent, step, n, noise, rate, used, setup)
 
 
-__all__ = ["GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]
+__all__ = ["CLIP_NORM", "GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]

@@ -1,15 +1,11 @@
-"""The committed scoring stubs are exactly what grpcio-tools generates from the committed scoring.proto."""
+"""Scoring messages round-trip (stub sync is in tests/test_protocol_stubs.py); the client is isolated."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from secure_mor.protocol import scoring as sp
-
-ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ("scoring_pb2.py", "scoring_pb2.pyi", "scoring_pb2_grpc.py")
 
 
 def test_scoring_messages_round_trip() -> None:
