@@ -16,6 +16,7 @@ from secure_mor.cli import client as client_cli
 from secure_mor.cli import init as init_cli
 from secure_mor.cli import keyholder as keyholder_cli
 from secure_mor.cli import server as server_cli
+from secure_mor.cli import simulate as simulate_cli
 from secure_mor.cli.app import app, console_err
 from secure_mor.errors import SecureMorError
 
@@ -29,6 +30,7 @@ app.add_typer(keyholder_cli.app, name="keyholder")
 app.add_typer(client_cli.app, name="client")
 app.command("audit")(audit.audit_command)
 app.add_typer(server_cli.app, name="server")
+app.command("simulate")(simulate_cli.simulate_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,51 @@
+"""``secure-mor simulate``: run the whole federation on this machine and write a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, TaskID
+
+from secure_mor.cli.app import console
+from secure_mor.cli.progress import progress_bar
+from secure_mor.config import load_config
+
+
+def simulate_command(
+    quick: bool = typer.Option(False, "--quick", help="Test size: the same code path, smaller numbers."),
+    out: Path = typer.Option(
+        Path("runs/simulate"), "--out", "-o", help="Folder for the kit, logs and report."
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a [simulate] table."),
+) -> int:
+    """Provision a kit, train the clients' DP reward models, run MoR GRPO across processes, audit, report."""
+    from secure_mor.simulate.report import write_report  # torch, TRL: load only when run
+    from secure_mor.simulate.runner import Simulation
+    from secure_mor.simulate.settings import SimulateConfig
+
+    settings = load_config(SimulateConfig, config, table="simulate") if config else SimulateConfig()
+    settings = settings.quick() if quick else settings
+    with progress_bar() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(phase: str, done: float, total: float | None, detail: str) -> None:
+            _show(bar, tasks, phase, done, total, detail)
+
+        simulation = Simulation(settings, out, progress=report)
+        state = simulation.run()
+    path = write_report(out, settings, state)
+    if state.interrupted:
+        console.print(f"[yellow]interrupted[/]: every process stopped; partial report in {path}")
+        return 130
+    audit = "passed" if state.audit and state.audit["passed"] else "FAILED"
+    console.print(f"report: {path} · audit {audit}")
+    return 0 if audit == "passed" else 1
+
+
+def _show(
+    bar: Progress, tasks: dict[str, TaskID], phase: str, done: float, total: float | None, detail: str
+) -> None:
+    if phase not in tasks:
+        tasks[phase] = bar.add_task(phase, total=total, status=detail)
+    bar.update(tasks[phase], completed=done, total=total, status=detail)

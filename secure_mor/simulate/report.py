@@ -1,0 +1,184 @@
+"""The simulation's ``report.md`` and its PNG plots, written from whatever the run produced.
+
+Every number in the report is read from the run's own files (training logs, evaluations, the audit),
+so a partial run (Ctrl-C) still gives a readable report of what it did.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from secure_mor.simulate.settings import SimulateConfig
+
+KINDS = ("color", "shape", "yesno", "overall")
+TIMINGS = (
+    "scoring_seconds",
+    "encryption_seconds",
+    "transport_seconds",
+    "fusion_seconds",
+    "decryption_seconds",
+)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+def _save(figure: Any, path: Path) -> str:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path.name
+
+
+def write_report(out: Path, config: SimulateConfig, state: Any) -> Path:
+    """Write ``out/report.md`` (and its plots) and return its path."""
+    lines = ["# secure-mor simulation", ""]
+    if state.interrupted:
+        lines += ["**Interrupted (Ctrl-C): a partial report of the phases that finished.**", ""]
+    lines += [
+        "Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in state.phases.items()),
+        "",
+    ]
+    lines += (
+        _clients(state)
+        + _accuracy(out, state)
+        + _training(out)
+        + _router(out)
+        + _secure(out)
+        + _privacy(out, state)
+    )
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _clients(state: Any) -> list[str]:
+    if not state.clients:
+        return []
+    lines = [
+        "## Clients' reward models (trained under DP)",
+        "",
+        "| client | architecture | pairs | held-out pairwise accuracy | ε | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, c in state.clients.items():
+        lines.append(
+            f"| {name} | {c['architecture']} | {c['pairs']} | {c['heldout_accuracy']:.1%} | "
+            f"{c['epsilon']:.3g} | {c['seconds']:.0f} s |"
+        )
+    return [*lines, ""]
+
+
+def _accuracy(out: Path, state: Any) -> list[str]:
+    if state.base_eval is None and state.policy_eval is None:
+        return []
+    lines = [
+        "## Test accuracy per kind (exact match)",
+        "",
+        "| kind | base | after MoR GRPO | text-only baseline |",
+        "|---|---|---|---|",
+    ]
+    kinds = [k for k in KINDS if k in (state.base_eval or state.policy_eval or {})]
+    for kind in kinds:
+        base = (state.base_eval or {}).get(kind, {})
+        after = (state.policy_eval or {}).get(kind, {})
+        baseline = base.get("text_only_baseline", after.get("text_only_baseline"))
+        cells = [
+            f"{v:.1%}" if isinstance(v, float) else "–"
+            for v in (base.get("accuracy"), after.get("accuracy"), baseline)
+        ]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    if state.base_eval and state.policy_eval:
+        figure, axis = plt.subplots(figsize=(6, 3.2))
+        x = range(len(kinds))
+        axis.bar([i - 0.2 for i in x], [state.base_eval[k]["accuracy"] for k in kinds], 0.4, label="base")
+        axis.bar(
+            [i + 0.2 for i in x],
+            [state.policy_eval[k]["accuracy"] for k in kinds],
+            0.4,
+            label="after MoR GRPO",
+        )
+        axis.set_xticks(list(x), kinds)
+        axis.set_ylabel("accuracy")
+        axis.legend()
+        lines += ["", f"![accuracy per kind]({_save(figure, out / 'accuracy.png')})"]
+    return [*lines, ""]
+
+
+def _training(out: Path) -> list[str]:
+    rows = _rows(out / "run" / "train_log.csv")
+    if not rows:
+        return []
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.plot([int(r["step"]) for r in rows], [float(r["reward"]) for r in rows])
+    axis.set_xlabel("GRPO step")
+    axis.set_ylabel("fused reward (mean)")
+    name = _save(figure, out / "reward.png")
+    first, last = float(rows[0]["reward"]), float(rows[-1]["reward"])
+    return [
+        "## GRPO on the fused reward",
+        "",
+        f"{len(rows)} steps; mean fused reward {first:.3f} → {last:.3f}.",
+        "",
+        f"![reward]({name})",
+        "",
+    ]
+
+
+def _router(out: Path) -> list[str]:
+    rows = [r for r in _rows(out / "run" / "secure_steps.csv") if not r.get("skipped")]
+    columns = [c for c in (rows[0] if rows else {}) if c.startswith("weight:")]
+    if not columns:
+        return []
+    means = {c.removeprefix("weight:"): statistics.mean(float(r[c]) for r in rows if r[c]) for c in columns}
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.bar(list(means), list(means.values()))
+    axis.set_ylabel("mean router weight")
+    lines = ["## Router", "", "| client | mean weight over all rollouts |", "|---|---|"]
+    lines += [f"| {c} | {w:.3f} |" for c, w in means.items()]
+    return [*lines, "", f"![router weights]({_save(figure, out / 'router.png')})", ""]
+
+
+def _secure(out: Path) -> list[str]:
+    rows = [r for r in _rows(out / "run" / "secure_steps.csv") if not r.get("skipped")]
+    if not rows:
+        return []
+    medians = {t.removesuffix("_seconds"): statistics.median(float(r[t]) for r in rows) for t in TIMINGS}
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.bar(list(medians), [1000 * v for v in medians.values()])
+    axis.set_ylabel("median ms per step")
+    lines = ["## Secure path per step (median)", "", "| part | ms |", "|---|---|"]
+    lines += [f"| {k} | {1000 * v:.1f} |" for k, v in medians.items()]
+    skipped = len(_rows(out / "run" / "secure_steps.csv")) - len(rows)
+    lines += ["", f"{len(rows)} scoring steps decrypted, {skipped} skipped (fewer than k_min answers)."]
+    return [*lines, "", f"![secure path]({_save(figure, out / 'secure_path.png')})", ""]
+
+
+def _privacy(out: Path, state: Any) -> list[str]:
+    if state.audit is None:
+        return []
+    verdict = "PASSED" if state.audit["passed"] else "FAILED"
+    lines = [f"## Audit: {verdict}", "", "| client | ε spent (PRV) | ε (RDP) | budget |", "|---|---|---|---|"]
+    clients = state.audit["clients"]
+    lines += [
+        f"| {c['identity']} | {c['epsilon_prv']:.3f} | {c['epsilon_rdp']:.3f} | {c['budget']} |"
+        for c in clients
+    ]
+    if clients:
+        figure, axis = plt.subplots(figsize=(6, 3))
+        axis.bar([c["identity"] for c in clients], [c["epsilon_prv"] for c in clients])
+        axis.set_ylabel("ε spent")
+        lines += ["", f"![privacy]({_save(figure, out / 'privacy.png')})"]
+    return [*lines, "", "The full audit is in `audit.md` and `audit.json`.", ""]

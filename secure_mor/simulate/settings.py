@@ -1,0 +1,55 @@
+"""``SimulateConfig``: the whole federation on one machine — what ``secure-mor simulate`` runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from secure_mor.config import help_field, require
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """One simulated data owner: its name (= its easy-VQA kind's shard) and reward-model architecture."""
+
+    name: str = help_field("color", "Client name; by default also the name of its data shard.")
+    architecture: Literal["compact", "lora-vlm"] = help_field("compact", "Its reward model's architecture.")
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """The ``[simulate]`` table: sizes of every phase of the simulated run."""
+
+    clients: tuple[ClientSpec, ...] = help_field(
+        (ClientSpec("color", "compact"), ClientSpec("shape", "lora-vlm"), ClientSpec("yesno", "compact")),
+        "The data owners (one per easy-VQA kind by default), with different reward-model architectures.",
+    )
+    epsilon: float = help_field(3.0, "ε of each client's DP reward-model training (δ = 1e-5).")
+    rm_pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
+    rm_epochs: int = help_field(20, "DP-SGD epochs of the reward models.")
+    base_steps: int = help_field(1500, "Pretraining steps of the tiny base VLM (cached between runs).")
+    base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
+    routing: str = help_field("router", "'router' (MoR), 'uniform', 'single:<client>' or 'gold'.")
+    grpo_steps: int = help_field(60, "GRPO steps of the server.")
+    prompts_per_step: int = help_field(8, "B: prompts per GRPO step.")
+    group_size: int = help_field(8, "G: completions per prompt.")
+    eval_limit: int = help_field(500, "Test questions evaluated before and after alignment.")
+    seed: int = help_field(0, "Seed of the split, the models and sampling.")
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.clients]
+        require(len(names) >= 2, "clients", f"a federation needs ≥ 2 clients (k_min = 2), found {names}")
+        require(len(set(names)) == len(names), "clients", f"client names must be unique, found {names}")
+        for name in ("rm_epochs", "base_steps", "grpo_steps", "prompts_per_step", "eval_limit"):
+            require(getattr(self, name) >= 1, name, f"expected an integer ≥ 1, found {getattr(self, name)}")
+        require(self.group_size >= 2, "group_size", f"expected ≥ 2, found {self.group_size}")
+        require(self.epsilon > 0, "epsilon", f"expected a number > 0, found {self.epsilon}")
+
+    def quick(self) -> SimulateConfig:
+        """The same run at test size: the same code path, smaller numbers (``--quick``)."""
+        return dataclasses.replace(
+            self, rm_pairs=96, rm_epochs=3, base_steps=300, grpo_steps=6, prompts_per_step=4, group_size=4,
+            eval_limit=96,
+        )  # fmt: skip

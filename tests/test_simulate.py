@@ -1,0 +1,42 @@
+"""``secure-mor simulate --quick``: the whole federation as processes, audited, with a report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from secure_mor.cli import main
+
+
+@pytest.mark.slow
+def test_simulate_quick_trains_audits_and_reports(tmp_path: Path) -> None:
+    config = tmp_path / "simulate.toml"
+    config.write_text(f'[simulate]\nbase_cache = "{tmp_path / "cache"}"\n')
+    out = tmp_path / "sim"
+    assert main(["simulate", "--quick", "--out", str(out), "--config", str(config)]) == 0
+
+    report = (out / "report.md").read_text()
+    for section in (
+        "## Clients' reward models",
+        "## Test accuracy per kind",
+        "## GRPO on the fused reward",
+        "## Router",
+        "## Secure path per step",
+        "## Audit: PASSED",
+    ):
+        assert section in report
+    for plot in ("accuracy.png", "reward.png", "router.png", "secure_path.png", "privacy.png"):
+        assert (out / plot).stat().st_size > 1000
+    audit = json.loads((out / "audit.json").read_text())
+    assert audit["passed"]
+    assert sorted(c["identity"] for c in audit["clients"]) == ["client:color", "client:shape", "client:yesno"]
+    assert all(c["epsilon_prv"] <= 3.0 + 1e-6 for c in audit["clients"])  # each trained at ε = 3
+    with (out / "run" / "secure_steps.csv").open() as file:
+        steps = list(csv.DictReader(file))
+    assert len(steps) == 6
+    assert all(not s["skipped"] and len(s["contributors"].split()) == 3 for s in steps)
+    base, after = (json.loads((out / name).read_text()) for name in ("base_eval.json", "run/eval.json"))
+    assert base["overall"]["questions"] == after["overall"]["questions"] == 96
