@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/secure-mor base pretrain --preset tiny --out runs/demo/base
-	$(BIN)/secure-mor eval --model runs/demo/base --limit 1000 --json runs/demo/eval.json
+	$(BIN)/secure-mor simulate --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q
