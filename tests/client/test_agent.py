@@ -98,8 +98,11 @@ class Server(sp.FederationServicer):
             yield message
 
     def _read(self, request_iterator: Iterator[sp.ClientMessage]) -> None:
-        for message in request_iterator:
-            self.replies.put(message)
+        try:
+            for message in request_iterator:
+                self.replies.put(message)
+        except grpc.RpcError:
+            pass  # the agent closed its stream (it stopped or reconnects)
 
     def reply(self, kind: str, timeout: float = 20.0) -> sp.ClientMessage:
         while True:
