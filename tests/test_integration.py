@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import csv
 import signal
-import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from secure_mor.data import FederatedSplits
 from secure_mor.models.factory import build_tiny_vlm, save_vlm
 from secure_mor.models.presets import PRESETS
+from secure_mor.simulate.processes import ProcessGroup
+from secure_mor.simulate.runner import free_port, update_toml
 
 CLI = [sys.executable, "-m", "secure_mor"]
 CLIENTS = ("color", "shape", "yesno")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def update_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
-    document = tomllib.loads(path.read_text())
-    for table, values in tables.items():
-        document.setdefault(table, {}).update(values)
-    path.write_text(tomli_w.dumps(document))
 
 
 def steps_of(run: Path) -> list[dict[str, str]]:
@@ -51,36 +37,9 @@ def steps_of(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-class Processes:
-    """Started commands, each logging to a file; all are stopped at the end whatever happens."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.started: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen([*CLI, *args], stdout=log, stderr=subprocess.STDOUT)
-        self.started[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for process in self.started.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.started.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
+def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
+    running = ProcessGroup(tmp_path)
     yield running
     running.stop_all()
 
@@ -152,7 +111,7 @@ def configure(root: Path, run: str, **grpo: Any) -> tuple[Path, int, int]:
     return fed, server_port, keyholder_port
 
 
-def start_federation(fed: Path, processes: Processes, clients: Sequence[str] = CLIENTS) -> None:
+def start_federation(fed: Path, processes: ProcessGroup, clients: Sequence[str] = CLIENTS) -> None:
     processes.start("keyholder", "keyholder", "serve", "--config", str(fed / "keyholder/keyholder.toml"))
     for name in clients:
         processes.start(name, "client", "join", "--config", str(fed / "clients" / name / "client.toml"))
@@ -160,7 +119,7 @@ def start_federation(fed: Path, processes: Processes, clients: Sequence[str] = C
 
 @pytest.mark.slow
 def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audits(
-    deployment: Path, processes: Processes
+    deployment: Path, processes: ProcessGroup
 ) -> None:
     fed, _, _ = configure(deployment, "mor", steps=4)
     run = deployment / "mor"
@@ -170,9 +129,9 @@ def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audit
     deadline = time.monotonic() + 300
     while not steps_of(run) and time.monotonic() < deadline and server.poll() is None:
         time.sleep(0.5)
-    assert steps_of(run), processes.log("server")
+    assert steps_of(run), processes.tail("server")
     processes.started["yesno"].send_signal(signal.SIGKILL)  # a client lost mid-run
-    assert server.wait(300) == 0, processes.log("server")
+    assert server.wait(300) == 0, processes.tail("server")
 
     steps = steps_of(run)
     assert [s["step_id"] for s in steps] == [f"mor/{i}" for i in range(4)]
@@ -184,7 +143,7 @@ def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audit
     resumed = processes.start(
         "resumed", "server", "train", "--config", str(fed / "server/server.toml"), "--resume"
     )
-    assert resumed.wait(300) == 0, processes.log("resumed")
+    assert resumed.wait(300) == 0, processes.tail("resumed")
     steps = steps_of(run)
     assert [s["step_id"] for s in steps] == [f"mor/{i}" for i in range(5)]  # one more step, a fresh step id
 
@@ -194,7 +153,7 @@ def test_federation_of_processes_trains_survives_a_lost_client_resumes_and_audit
 
 
 @pytest.mark.slow
-def test_two_training_processes_share_one_secure_step(deployment: Path, processes: Processes) -> None:
+def test_two_training_processes_share_one_secure_step(deployment: Path, processes: ProcessGroup) -> None:
     # torchrun starts two trainer processes; only the main one talks to the clients and the key holder,
     # and each step's rollouts of both processes are scored and decrypted together, under one step id.
     fed, _, _ = configure(deployment, "ddp", steps=2)

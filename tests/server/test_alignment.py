@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +22,9 @@ from secure_mor.models.factory import build_tiny_vlm, save_vlm
 from secure_mor.models.presets import PRESETS
 from secure_mor.server.config import load_server_config
 from secure_mor.server.training import FederatedAlignment
+from secure_mor.simulate.runner import free_port
 
 from .test_mixture import private_model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
