@@ -103,11 +103,6 @@ def to_mapping(config: Any) -> dict[str, Any]:
     return out
 
 
-def field_help(cls: type[Any]) -> dict[str, str]:
-    """The help text of each field of a config dataclass, for documentation."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
 def _convert(tp: Any, value: Any, name: str, base: Path | None) -> Any:
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):

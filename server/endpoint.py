@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from secure_mor import protocol as pb
 from secure_mor.crypto.ckks import PublicContext
 from secure_mor.crypto.kit import KEYHOLDER_IDENTITY, load_trust
-from secure_mor.crypto.signing import VerifyKey
 from secure_mor.crypto.transport import secure_channel
 from secure_mor.server.config import ServerConfig
 from secure_mor.server.errors import ServerError
@@ -23,7 +21,6 @@ class Endpoint:
     running: RunningFederation
     public: PublicContext
     keyholder: pb.KeyHolderStub
-    pinned: Mapping[str, VerifyKey]
 
     @property
     def service(self) -> FederationService:
@@ -54,4 +51,4 @@ def open_endpoint(config: ServerConfig) -> Endpoint:
         max_message_bytes=config.service.max_message_bytes,
         max_clients=config.service.max_clients,
     )
-    return Endpoint(running, public, stub, pinned)
+    return Endpoint(running, public, stub)

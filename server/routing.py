@@ -86,8 +86,6 @@ def renormalise(weights: np.ndarray, answered: Sequence[bool], w_max: float) -> 
 class Routing(ABC):
     """A way of weighting clients per rollout; every method returns (N, K) rows summing to 1."""
 
-    name: str
-
     @abstractmethod
     def weights(self, features: np.ndarray, clients: Sequence[str]) -> np.ndarray:
         """(N, K) weights for N rollouts with features ``features`` (N, H) and clients in this order."""
@@ -95,8 +93,6 @@ class Routing(ABC):
 
 class UniformRouting(Routing):
     """Every client weighs 1/K: the baseline without a router."""
-
-    name = "uniform"
 
     def weights(self, features: np.ndarray, clients: Sequence[str]) -> np.ndarray:
         """1/K everywhere."""
@@ -108,7 +104,6 @@ class SingleRouting(Routing):
 
     def __init__(self, client: str) -> None:
         self.client = client
-        self.name = f"single:{client}"
 
     def weights(self, features: np.ndarray, clients: Sequence[str]) -> np.ndarray:
         """1 for the chosen client, 0 for the others."""
@@ -132,8 +127,6 @@ class _Gate(torch.nn.Module):
 
 class LearnedRouting(Routing):
     """The MoR router: clusters, per-cluster competence, a gate MLP, a uniform floor and the cap."""
-
-    name = "router"
 
     def __init__(self, config: RouterConfig, clients: Sequence[str], centroids: np.ndarray) -> None:
         self.config = config

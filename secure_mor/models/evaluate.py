@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -46,10 +46,9 @@ class KindScore:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Accuracy per kind and overall, with the text-only baseline and a few example answers."""
+    """Accuracy per kind and overall, with the text-only baseline."""
 
     scores: MappingProxyType[str, KindScore]
-    examples: tuple[tuple[str, str, str], ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary: per kind questions, accuracy and baseline accuracy."""
@@ -114,7 +113,6 @@ def evaluate_vlm(
 ) -> EvalResult:
     """Exact-match accuracy of ``vlm`` on every row of ``test``, per kind and overall."""
     tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    examples: list[tuple[str, str, str]] = []
     vlm.model.eval()
     for start in range(0, len(test), batch_size):
         batch = test[start : start + batch_size]
@@ -127,10 +125,8 @@ def evaluate_vlm(
                 tallies[key][0] += 1
                 tallies[key][1] += normalize_answer(answer) == gold_norm
                 tallies[key][2] += baseline.answer(question) == gold_norm
-            if len(examples) < 8:
-                examples.append((question, gold, answer))
         if progress is not None:
             progress(len(batch["question"]))
     order = [*sorted(k for k in tallies if k != OVERALL), OVERALL]
     scores = {k: KindScore(*tallies[k]) for k in order}
-    return EvalResult(scores=MappingProxyType(scores), examples=tuple(examples))
+    return EvalResult(scores=MappingProxyType(scores))

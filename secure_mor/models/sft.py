@@ -49,9 +49,6 @@ class SftBatcher:
         answers = [a + EOS for a in dataset["answer"]]
         self._answer_ids: list[list[int]] = encode(answers, add_special_tokens=False)["input_ids"]
 
-    def __len__(self) -> int:
-        return len(self._prompt_ids)
-
     def batch(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
         """Model inputs for ``rows``: (B, T) ids, mask, mm types and labels, plus the images' patches."""
         sequences = [self._prompt_ids[r] + self._answer_ids[r] for r in rows]
