@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.console import Console
 
@@ -37,11 +39,14 @@ def root(
 
 
 def _quiet_libraries() -> None:
-    """Hide the libraries' own progress bars and info logs: the CLI draws its own progress."""
-    import datasets
-    import transformers
+    """Hide the libraries' own progress bars and info logs: the CLI draws its own progress.
 
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    Hugging Face Hub's switch covers transformers' and datasets' bars; the verbosity variables are read
+    when a command first imports those libraries, so commands that never load them (init, audit,
+    keyholder serve) do not pay for importing transformers here.
+    """
+    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # a lazy export
+
+    disable_progress_bars()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
