@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from secure_mor.config import help_field, load_config, nested, require
+from secure_mor.config import beside, help_field, load_config, nested, require
 from secure_mor.crypto.kit import FederationConfig
 from secure_mor.data import DataConfig
 
@@ -161,14 +161,9 @@ class ClientConfig:
 def load_client_config(path: Path) -> ClientConfig:
     """Load ``client.toml``; relative default paths (model, ledger) resolve against its folder too."""
     config = load_config(ClientConfig, path)
-    base = Path(path).parent
-
-    def resolved(value: Path) -> Path:
-        return value if value.is_absolute() else base / value
-
     rm, privacy = config.reward_model, config.privacy
     return replace(
         config,
-        reward_model=replace(rm, out=resolved(rm.out)),
-        privacy=replace(privacy, ledger=resolved(privacy.ledger)),
+        reward_model=replace(rm, out=beside(path, rm.out)),
+        privacy=replace(privacy, ledger=beside(path, privacy.ledger)),
     )

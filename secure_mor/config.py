@@ -85,6 +85,15 @@ def from_mapping(
         raise ConfigError(f"{prefix}{error}") from None
 
 
+def beside(config_file: str | Path, path: Path) -> Path:
+    """``path`` as a config file means it: absolute as given, relative to the file's folder otherwise.
+
+    ``load_config`` already resolves the paths a file spells out; roles call this for the relative
+    *defaults* they keep beside their config (a reward model, a ledger, a run folder).
+    """
+    return path if path.is_absolute() else Path(config_file).parent / path
+
+
 def to_mapping(config: Any) -> dict[str, Any]:
     """Turn a config dataclass back into a TOML-writable mapping (tuples become lists; None is dropped)."""
     out: dict[str, Any] = {}

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from secure_mor.config import help_field, load_config, nested, require
+from secure_mor.config import beside, help_field, load_config, nested, require
 from secure_mor.crypto.kit import SERVER_IDENTITY, FederationConfig
 from secure_mor.data import DataConfig
 from secure_mor.server.grpo import GrpoSettings
@@ -100,13 +100,7 @@ class ServerConfig:
 def load_server_config(path: Path) -> ServerConfig:
     """Load ``server.toml``; relative defaults (base model, run folder) resolve against its folder too."""
     config = load_config(ServerConfig, path)
-    base = Path(path).parent
-
-    def resolved(value: Path) -> Path:
-        return value if value.is_absolute() else base / value
-
-    run = config.run
-    return dataclasses.replace(
-        config,
-        run=dataclasses.replace(run, base_model=resolved(run.base_model), run_dir=resolved(run.run_dir)),
+    run = dataclasses.replace(
+        config.run, base_model=beside(path, config.run.base_model), run_dir=beside(path, config.run.run_dir)
     )
+    return dataclasses.replace(config, run=run)
