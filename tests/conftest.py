@@ -66,6 +66,12 @@ def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def quick_base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One base-model cache for the session: the quick runs' 300-step base is pretrained only once."""
+    return tmp_path_factory.mktemp("base-cache")
+
+
+@pytest.fixture(scope="session")
 def toy_rows() -> Callable[[int], dict[str, list[object]]]:
     """A function making toy VQA rows (custom column names) for ``n_images`` images."""
     return _toy_rows

@@ -50,3 +50,4 @@ def _quiet_libraries() -> None:
     disable_progress_bars()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets' own bars (map, cast)

@@ -130,3 +130,9 @@ def evaluate_vlm(
     order = [*sorted(k for k in tallies if k != OVERALL), OVERALL]
     scores = {k: KindScore(*tallies[k]) for k in order}
     return EvalResult(scores=MappingProxyType(scores))
+
+
+def evaluate_held_out(vlm: Vlm, splits: Any, limit: int) -> EvalResult:
+    """Accuracy on the same seeded ``limit`` test questions every run uses (baseline from the foundation)."""
+    subset = splits.test.select(sample_rows(len(splits.test), limit, seed=0))
+    return evaluate_vlm(vlm, subset, TextOnlyBaseline(splits.foundation))
