@@ -61,6 +61,7 @@ class _Connection:
     outbox: queue.Queue[sp.ServerMessage | None] = field(default_factory=queue.Queue)
     pending: dict[str, Future[Any]] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
+    closed: bool = False
     violation: tuple[grpc.StatusCode, str] | None = None
     """Set by the reader when the client sent a message that breaks the protocol: the status to end with."""
 
@@ -120,6 +121,10 @@ class FederationService(sp.FederationServicer):
         assert isinstance(first, sp.ClientMessage)
         assert identity is not None
         connection = self._register(identity, first.hello)
+        # gRPC stops resuming this generator when the RPC dies between two messages (a cancel, a message
+        # above the size cap): the ``finally`` below would then wait for garbage collection and the client
+        # would stay on the roster. The termination callback always runs.
+        context.add_callback(lambda: self._unregister(connection))
         reader = threading.Thread(target=self._read, args=(connection, request_iterator), daemon=True)
         reader.start()
         yield sp.ServerMessage(
@@ -177,8 +182,12 @@ class FederationService(sp.FederationServicer):
 
     def _unregister(self, connection: _Connection) -> None:
         with self._lock:
+            if connection.closed:
+                return
+            connection.closed = True
             if self._connections.get(connection.identity) is connection:
                 del self._connections[connection.identity]
+        connection.outbox.put(None)
         for future in connection.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"{connection.identity} disconnected"))

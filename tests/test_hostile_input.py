@@ -47,7 +47,7 @@ KEYHOLDER = "/secure_mor.v1.KeyHolder/"
 CONNECT = "/secure_mor.v1.Federation/Connect"
 KH_CAP = 2 * 1024 * 1024  # keyholder_config's max_message_bytes
 FED_CAP = 1024 * 1024
-CALL_TIMEOUT = 10.0
+CALL_TIMEOUT = 20.0
 FUZZ = settings(max_examples=50, deadline=None)
 RNG = np.random.default_rng(11)
 
@@ -507,7 +507,7 @@ def expected_hello_refusal(deployment: Deployment, data: bytes) -> tuple[grpc.St
     return grpc.StatusCode.OK, ""
 
 
-def wait_online(deployment: Deployment, expected: tuple[str, ...], seconds: float = 5.0) -> None:
+def wait_online(deployment: Deployment, expected: tuple[str, ...], seconds: float = 15.0) -> None:
     deadline = time.monotonic() + seconds
     while deployment.endpoint.service.online() != expected and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -655,7 +655,7 @@ def test_a_stream_that_never_says_hello_ends_at_its_deadline_and_frees_the_serve
     started = time.monotonic()
     code, _, received = Stream(deployment, [], timeout=1.0).outcome()
     assert (code, received) == (grpc.StatusCode.DEADLINE_EXCEEDED, [])
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # the deadline is 1 s; generous for a loaded CI machine
     wait_online(deployment, ("client:bob",))
     good = Stream(deployment, [hello(context_fingerprint=deployment.public.fingerprint).SerializeToString()])
     assert sp.ServerMessage.FromString(good.first()).WhichOneof("body") == "roster"
