@@ -39,7 +39,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
-    "base_pretrain": ["--steps", "150", "--limit", "300"],
+    "base_pretrain": ["--steps", "50", "--limit", "100"],
     "ckks_fusion": ["--repeats", "7", "--clients", "2", "4", "8", "16", "--scores", "1024"],
     "dp_reward_models": ["--archs", "compact", "--epsilons", "inf,8", "--shards", "color"],
     "grpc_transport": ["--calls", "200"],
