@@ -12,6 +12,7 @@ Targets (issue 4): compact at ε = 3 within 5 points of ε = ∞; DP time ≤ 2�
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -64,7 +65,11 @@ def main() -> None:
     parser.add_argument("--base", type=Path, default=None, help="Pretrained VLM folder for lora-vlm.")
     parser.add_argument("--lora-pairs", type=int, default=0, help="lora-vlm: pairs per shard (0 = all).")
     parser.add_argument("--lora-epochs", type=int, default=3)
+    parser.add_argument(
+        "--json", type=Path, help="Also write the figures as JSON here (benchmarks/run_all.py)."
+    )
     args = parser.parse_args()
+    records: list[dict[str, object]] = []
     warnings.filterwarnings("ignore")
     epsilons = [float(e) for e in args.epsilons.split(",")]
     print(f"torch threads: {torch.get_num_threads()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
@@ -83,6 +88,10 @@ def main() -> None:
                 if math.isinf(epsilon):
                     base_time = result.seconds
                 ratio = result.seconds / base_time
+                records.append(
+                    {"arch": arch, "shard": shard, "epsilon": epsilon, "accuracy": result.accuracy}
+                    | {"seconds": result.seconds, "ratio_to_non_private": ratio}
+                )
                 means[epsilon].append(result.accuracy)
                 ratios[epsilon].append(ratio)
                 spent = "∞" if math.isinf(result.epsilon) else f"{result.epsilon:.2f}"
@@ -106,6 +115,8 @@ def main() -> None:
                 f"compact, color, ε = 3: ghost {ghost.seconds:.1f} s vs hooks {hooks.seconds:.1f} s\n",
                 flush=True,
             )
+    if args.json:
+        args.json.write_text(json.dumps({"rows": records}, indent=2, default=str))
 
 
 if __name__ == "__main__":
