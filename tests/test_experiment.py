@@ -1,4 +1,4 @@
-"""``secure-mor experiment``: the grid's config, its resumable results file, its table, and a tiny real run."""
+"""``secure-mor experiment``: the grid's config, its resumable results file, its table, a tiny real run."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def _result(method: str, epsilon: float | None, seed: int, overall: float) -> Ce
 def test_bad_grid_is_refused_naming_the_field(table: dict[str, object], field: str, expected: str) -> None:
     with pytest.raises(ConfigError) as error:
         from_mapping(ExperimentConfig, table)
-    assert field in str(error.value) and expected in str(error.value)
+    assert field in str(error.value)
+    assert expected in str(error.value)
 
 
 def test_grid_order_runs_shared_methods_once_and_private_ones_per_epsilon() -> None:
@@ -46,7 +47,8 @@ def test_grid_order_runs_shared_methods_once_and_private_ones_per_epsilon() -> N
     assert cells[0] == Cell("base", None, 0)  # deterministic: one cell
     assert [c for c in cells if c.method == "gold"] == [Cell("gold", None, 0), Cell("gold", None, 1)]
     private = [c for c in cells if c.epsilon is not None]
-    assert len(private) == 2 * 2 * 2 and len(set(cells)) == len(cells)
+    assert len(private) == 2 * 2 * 2
+    assert len(set(cells)) == len(cells)
     assert {c.name for c in cells} >= {"router_eps-inf_seed-0", "single-color_eps-3_seed-1"}
 
 
@@ -61,7 +63,7 @@ def test_results_file_round_trips_and_refuses_a_foreign_header(tmp_path: Path) -
         store.append(result)
     assert store.load() == written
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ResultsFileError, match="other.csv"):
+    with pytest.raises(ResultsFileError, match=r"other\.csv"):
         ResultStore(tmp_path / "other.csv").load()
     with (tmp_path / "results.csv").open("a") as file:
         file.write("router,3,notaseed,0.1,,,,1.0,{}\n")
@@ -135,7 +137,8 @@ batch_size = 4
     expected = {("base", ""), ("gold", "")} | {
         (m, e) for m in ("single:color", "uniform", "router", "fedavg-dpo") for e in ("inf", "3")
     }
-    assert {(r["method"], r["epsilon"]) for r in rows} == expected and len(rows) == len(expected)
+    assert {(r["method"], r["epsilon"]) for r in rows} == expected
+    assert len(rows) == len(expected)
     assert all(r["overall"] and 0 <= float(r["overall"]) <= 1 for r in rows)
     # the clients' DP training left signed ledgers in each kit, and ε was respected
     assert (out / "kits" / "eps-3_seed-0" / "clients" / "color").is_dir()
@@ -145,4 +148,5 @@ batch_size = 4
     assert main(["experiment", "--config", str(config)]) == 0
     assert (out / "results.csv").read_bytes() == before
     text = (out / "results.md").read_text()
-    assert "| router |" in text and "text-only baseline" in text
+    assert "| router |" in text
+    assert "text-only baseline" in text
