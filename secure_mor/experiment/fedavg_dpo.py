@@ -43,6 +43,7 @@ class FedAvgResult:
     policy: Vlm
     noise_multiplier: float  # σ per release (0 without DP)
     rounds: int
+    update_norms: tuple[float, ...]  # each client's update norm per round, before clipping
 
 
 def dpo_pairs(pairs: datasets.Dataset) -> datasets.Dataset:
@@ -74,8 +75,7 @@ def privatise(delta: State, clip_norm: float, sigma: float, generator: torch.Gen
     """Clip the update to ``clip_norm`` (L2 over all tensors) and add N(0, (σ·clip_norm)²) noise."""
     if sigma == 0.0:
         return delta
-    norm = torch.cat([t.float().flatten() for t in delta.values()]).norm()
-    scale = min(1.0, clip_norm / (float(norm) + 1e-12))
+    scale = min(1.0, clip_norm / (_norm(delta) + 1e-12))
     return {
         k: t * scale + torch.randn(t.shape, generator=generator) * sigma * clip_norm for k, t in delta.items()
     }
@@ -106,6 +106,7 @@ class FedAvgDpo:
         sigma = noise_multiplier(epsilon, settings.rounds)
         generator = torch.Generator().manual_seed(self.seed)
         data = {name: dpo_pairs(pairs) for name, pairs in clients.items()}
+        norms: list[float] = []
         for round_ in range(settings.rounds):
             updates = []
             for index, pairs in enumerate(data.values()):
@@ -113,6 +114,7 @@ class FedAvgDpo:
                 self._local_dpo(model, vlm.processor, pairs, seed=self.seed * 1000 + round_ * 17 + index)
                 local = get_peft_model_state_dict(model)
                 delta = {k: local[k].detach() - global_state[k] for k in global_state}
+                norms.append(_norm(delta))
                 updates.append(privatise(delta, settings.clip_norm, sigma, generator))
             global_state = {
                 k: global_state[k] + torch.stack([u[k] for u in updates]).mean(dim=0) for k in global_state
@@ -121,7 +123,7 @@ class FedAvgDpo:
                 progress(round_ + 1, settings.rounds, f"σ = {sigma:.2f}")
         set_peft_model_state_dict(model, global_state)
         model.eval()
-        return FedAvgResult(Vlm(model, vlm.processor), sigma, settings.rounds)
+        return FedAvgResult(Vlm(model, vlm.processor), sigma, settings.rounds, tuple(norms))
 
     def _local_dpo(self, model: PeftModel, processor: Any, pairs: datasets.Dataset, *, seed: int) -> None:
         settings = self.settings
@@ -147,6 +149,10 @@ class FedAvgDpo:
         # TRL froze a copy of the starting adapters as its reference ("ref"); the next client adds its own.
         model.delete_adapter("ref")
         model.set_adapter("default")
+
+
+def _norm(state: Mapping[str, torch.Tensor]) -> float:
+    return float(torch.cat([t.float().flatten() for t in state.values()]).norm())
 
 
 def _clone(state: Mapping[str, torch.Tensor]) -> State:

@@ -7,6 +7,7 @@ numbers, never written by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -45,20 +46,26 @@ class Summary:
         for result in results:
             for kind, accuracy in result.accuracy.items():
                 self.values[(result.cell.method, result.cell.epsilon, kind)].append(accuracy)
+            for kind, expected in result.expected.items():
+                self.values[(result.cell.method, result.cell.epsilon, f"expected_{kind}")].append(expected)
 
     def get(self, method: str, epsilon: float, kind: str = "overall") -> list[float]:
         """Accuracies over seeds of ``method`` at ``epsilon`` (its ε-free results if it has no ε)."""
         key_epsilon = epsilon if self.config.depends_on_epsilon(method) else None
         return self.values.get((method, key_epsilon, kind), [])
 
-    def mean(self, method: str, epsilon: float) -> float:
-        """Mean overall accuracy (nan when the cell has no result)."""
-        values = self.get(method, epsilon)
+    def mean(self, method: str, epsilon: float, kind: str = "overall") -> float:
+        """Mean accuracy over seeds (nan when the cell has no result)."""
+        values = self.get(method, epsilon, kind)
         return statistics.fmean(values) if values else math.nan
 
 
 def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Path:
-    """Write ``out/results.md`` and its plots; return the Markdown file's path."""
+    """Write ``out/results.md`` and its plots; return the Markdown file's path.
+
+    Columns go from the weakest privacy (inf) to the strongest, whatever order the grid ran in.
+    """
+    config = dataclasses.replace(config, epsilons=tuple(sorted(config.epsilons, reverse=True)))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(config, results)
@@ -69,68 +76,81 @@ def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Pat
         f"Held-out test accuracy (%) on {config.eval_limit} questions, mean ± std over {seeds} seed(s) "
         f"({', '.join(map(str, config.seeds))}); ε is each client's per-run budget (δ = 1e-5; inf = no DP).",
         "`base` and `gold` do not use the clients' data: the same runs appear under every ε.",
+        "Two measures: *greedy* — exact match of the greedy answer; *expected* — the probability the",
+        "policy gives the gold answer when sampling at temperature 1 (what GRPO's sampled rewards raise).",
         "",
-        *_overall_table(config, summary),
+        "## Greedy accuracy, overall",
         "",
-        *_claim(config, summary),
+        *_overall_table(config, summary, "overall"),
+        "",
+        "## Expected accuracy, overall",
+        "",
+        *_overall_table(config, summary, "expected_overall"),
+        "",
+        "## The claim: MoR beats uniform and every single client, and stays close to gold",
+        "",
+        *_claim(config, summary, "overall", "greedy"),
+        *_claim(config, summary, "expected_overall", "expected"),
         "",
         "## Per question kind",
         "",
     ]
     baseline = _text_only(out, results)
     for epsilon in config.epsilons:
-        lines += [
-            f"### ε = {format_epsilon(epsilon)}",
-            "",
-            *_kind_table(config, summary, epsilon, baseline),
-            "",
-        ]
+        lines += [f"### ε = {format_epsilon(epsilon)}, greedy", ""]
+        lines += [*_kind_table(config, summary, epsilon, KINDS, baseline), ""]
+        lines += [f"### ε = {format_epsilon(epsilon)}, expected", ""]
+        lines += [*_kind_table(config, summary, epsilon, tuple(f"expected_{k}" for k in KINDS), {}), ""]
     lines += _plots(config, summary, results)
     path = out / "results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _overall_table(config: ExperimentConfig, summary: Summary) -> list[str]:
+def _overall_table(config: ExperimentConfig, summary: Summary, kind: str) -> list[str]:
     header = "| method | " + " | ".join(f"ε = {format_epsilon(e)}" for e in config.epsilons) + " |"
     lines = [header, "|---" * (len(config.epsilons) + 1) + "|"]
     for method in config.methods:
-        cells = [_cell(summary.get(method, e)) for e in config.epsilons]
+        cells = [_cell(summary.get(method, e, kind)) for e in config.epsilons]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _kind_table(
-    config: ExperimentConfig, summary: Summary, epsilon: float, baseline: dict[str, float]
+    config: ExperimentConfig,
+    summary: Summary,
+    epsilon: float,
+    kinds: tuple[str, ...],
+    baseline: dict[str, float],
 ) -> list[str]:
-    lines = ["| method | " + " | ".join(KINDS) + " |", "|---" * (len(KINDS) + 1) + "|"]
+    names = [k.removeprefix("expected_") for k in kinds]
+    lines = ["| method | " + " | ".join(names) + " |", "|---" * (len(kinds) + 1) + "|"]
     for method in config.methods:
-        lines.append(
-            f"| {method} | " + " | ".join(_cell(summary.get(method, epsilon, k)) for k in KINDS) + " |"
-        )
+        cells = " | ".join(_cell(summary.get(method, epsilon, k)) for k in kinds)
+        lines.append(f"| {method} | {cells} |")
     if baseline:
-        row = " | ".join(f"{100 * baseline[k]:.1f}" if k in baseline else "—" for k in KINDS)
+        row = " | ".join(f"{100 * baseline[k]:.1f}" if k in baseline else "—" for k in names)
         lines.append(f"| text-only baseline | {row} |")
     return lines
 
 
-def _claim(config: ExperimentConfig, summary: Summary) -> list[str]:
+def _claim(config: ExperimentConfig, summary: Summary, kind: str, measure: str) -> list[str]:
     """Whether MoR beat uniform and every single client, and its distance to gold, per ε."""
     if "router" not in config.methods:
         return []
     singles = [m for m in config.methods if m.startswith("single:")]
-    lines = ["## The claim: MoR beats uniform and every single client, and stays close to gold", ""]
+    lines = []
     for epsilon in config.epsilons:
-        mor = summary.mean("router", epsilon)
+        mor = summary.mean("router", epsilon, kind)
         if math.isnan(mor):
             continue
-        rivals = {m: summary.mean(m, epsilon) for m in ("uniform", *singles) if m in config.methods}
+        rivals = {m: summary.mean(m, epsilon, kind) for m in ("uniform", *singles) if m in config.methods}
         beaten = [m for m, v in rivals.items() if not math.isnan(v) and mor > v]
         lost = [m for m, v in rivals.items() if not math.isnan(v) and mor <= v]
         verdict = "holds" if not lost else "does not hold"
-        text = f"- ε = {format_epsilon(epsilon)}: MoR {100 * mor:.1f} %; it {verdict}"
+        text = f"- {measure}, ε = {format_epsilon(epsilon)}: MoR {100 * mor:.1f} %; it {verdict}"
         text += f" (beats {', '.join(beaten) or 'none'}" + (f"; not {', '.join(lost)})" if lost else ")")
-        gold = summary.mean("gold", epsilon)
+        gold = summary.mean("gold", epsilon, kind)
         if not math.isnan(gold):
             text += f"; gold {100 * gold:.1f} % ({100 * (gold - mor):+.1f} points above MoR)"
         lines.append(text + ".")

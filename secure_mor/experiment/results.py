@@ -19,7 +19,8 @@ from typing import Any
 from secure_mor.errors import SecureMorError
 
 KINDS = ("color", "shape", "yesno", "overall")
-COLUMNS = ("method", "epsilon", "seed", *KINDS, "seconds", "details")
+EXPECTED = tuple(f"expected_{kind}" for kind in KINDS)
+COLUMNS = ("method", "epsilon", "seed", *KINDS, *EXPECTED, "seconds", "details")
 
 
 class ResultsFileError(SecureMorError):
@@ -50,12 +51,17 @@ class Cell:
 
 @dataclass(frozen=True)
 class CellResult:
-    """A finished cell: held-out accuracy per kind (and overall), wall time, method-specific details."""
+    """A finished cell: held-out accuracy per kind (and overall), wall time, method-specific details.
+
+    ``accuracy`` is exact match of the greedy answer; ``expected`` the probability of the gold answer
+    when sampling at temperature 1 (``secure_mor.models.evaluate``).
+    """
 
     cell: Cell
     accuracy: dict[str, float]
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> dict[str, str]:
         """The CSV row."""
@@ -64,6 +70,7 @@ class CellResult:
             "epsilon": format_epsilon(self.cell.epsilon),
             "seed": str(self.cell.seed),
             **{kind: f"{self.accuracy[kind]:.4f}" if kind in self.accuracy else "" for kind in KINDS},
+            **{f"expected_{k}": f"{self.expected[k]:.4f}" if k in self.expected else "" for k in KINDS},
             "seconds": f"{self.seconds:.1f}",
             "details": json.dumps(self.details, sort_keys=True),
         }
@@ -73,8 +80,9 @@ class CellResult:
         """Parse a CSV row written by ``row``."""
         epsilon = float(row["epsilon"]) if row["epsilon"] else None
         accuracy = {kind: float(row[kind]) for kind in KINDS if row.get(kind)}
+        expected = {kind: float(row[f"expected_{kind}"]) for kind in KINDS if row.get(f"expected_{kind}")}
         cell = Cell(row["method"], epsilon, int(row["seed"]))
-        return cls(cell, accuracy, float(row["seconds"]), json.loads(row["details"] or "{}"))
+        return cls(cell, accuracy, float(row["seconds"]), json.loads(row["details"] or "{}"), expected)
 
 
 class ResultStore:

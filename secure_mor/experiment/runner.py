@@ -84,7 +84,8 @@ class Experiment:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "eval.json").write_text(json.dumps(evaluation.to_json(), indent=2) + "\n")
         accuracy = {kind: score.accuracy for kind, score in evaluation.scores.items()}
-        return CellResult(cell, accuracy, time.monotonic() - started, details)
+        expected = {kind: score.expected_accuracy for kind, score in evaluation.scores.items()}
+        return CellResult(cell, accuracy, time.monotonic() - started, details, expected)
 
     def _grpo(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
         from secure_mor.server.config import RunSettings, ServerConfig
@@ -173,7 +174,12 @@ class Experiment:
             pairs, cell.epsilon, progress=report
         )
         evaluation = evaluate_held_out(result.policy, self.splits, self.config.eval_limit)
-        return evaluation, {"noise_multiplier": result.noise_multiplier, "rounds": result.rounds}
+        norms = sorted(result.update_norms)
+        return evaluation, {
+            "noise_multiplier": result.noise_multiplier,
+            "rounds": result.rounds,
+            "median_update_norm": norms[len(norms) // 2],
+        }
 
     # -- shared pieces -----------------------------------------------------------------------------
 
