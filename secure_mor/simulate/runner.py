@@ -144,6 +144,9 @@ class Simulation:
             }
             if spec.architecture == "lora-vlm":
                 model["base_model"] = str(base)
+            else:  # public pretraining (no privacy cost), cached beside the base models
+                model["public_pairs_per_kind"] = self.config.rm_public_pairs
+                model["public_cache"] = str(self.config.base_cache.expanduser().parent / "compact")
             update_toml(path, {
                 "data": {"seed": self.config.seed},
                 "reward_model": model,
