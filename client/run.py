@@ -88,7 +88,7 @@ def train_from_config(
             ledger.check(requested, config.privacy.budget)  # before loading or training anything
         splits = load_splits(config.data)
         split = client_pairs(config, splits)
-        state, recipe = public_start(config, splits)
+        state, recipe = public_start(config, splits, progress)  # the pretraining's steps, if not cached
         result = train_reward_model(
             split.train,
             split.heldout,
