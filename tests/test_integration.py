@@ -63,7 +63,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, easy_splits: FederatedS
         update_toml(
             config,
             {
-                "reward_model": {"limit": 48, "hidden": 16, "vocab_buckets": 64},
+                "reward_model": {
+                    "limit": 48,
+                    "hidden": 16,
+                    "vocab_buckets": 64,
+                    "public_epochs": 1,
+                    "public_pairs_per_kind": 8,
+                    "public_cache": str(root / "public"),
+                },
                 "training": {"epochs": 2, "batch_size": 16, "physical_batch_size": 16},
                 "privacy": {"epsilon": 8.0},
                 "agent": {

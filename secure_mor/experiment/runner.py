@@ -238,6 +238,8 @@ class Experiment:
             epsilon=epsilon,
             pairs=self.config.rm_pairs,
             epochs=self.config.rm_epochs,
+            public_pairs=self.config.rm_public_pairs,
+            public_cache=self.config.base_cache.expanduser().parent / "compact",
             progress=report,
         )
         summary.write_text(json.dumps(trained, indent=2) + "\n")

@@ -67,6 +67,9 @@ class ExperimentConfig:
     )
     rm_pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
     rm_epochs: int = help_field(20, "Reward-model training epochs.")
+    rm_public_pairs: int = help_field(
+        3000, "Compact reward models: public pairs per kind of their public pretraining (cached)."
+    )
     base_steps: int = help_field(1500, "Pretraining steps of the shared base VLM (cached).")
     base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
     data_seed: int = help_field(0, "Seed of the data split and the base model, shared by every cell.")

@@ -135,6 +135,8 @@ class Simulation:
                 epsilon=self.config.epsilon,
                 pairs=self.config.rm_pairs,
                 epochs=self.config.rm_epochs,
+                public_pairs=self.config.rm_public_pairs,
+                public_cache=self.config.base_cache.expanduser().parent / "compact",
                 progress=report,
             )
         )
@@ -226,6 +228,8 @@ def train_reward_models(
     epsilon: float,
     pairs: int,
     epochs: int,
+    public_pairs: int,
+    public_cache: Path,
     progress: Callable[[str, int, int, float], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train each client's reward model in its kit (``fed/clients/<name>``), as its own config says.
@@ -243,6 +247,9 @@ def train_reward_models(
         model: dict[str, Any] = {"architecture": spec.architecture, "limit": pairs, "seed": seed}
         if spec.architecture == "lora-vlm":
             model["base_model"] = str(base)
+        else:  # public pretraining (no privacy cost), cached across runs
+            model["public_pairs_per_kind"] = public_pairs
+            model["public_cache"] = str(public_cache)
         update_toml(path, {
             "data": {"seed": data_seed},
             "reward_model": model,

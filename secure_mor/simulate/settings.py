@@ -29,6 +29,9 @@ class SimulateConfig:
     epsilon: float = help_field(3.0, "ε of each client's DP reward-model training (δ = 1e-5).")
     rm_pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
     rm_epochs: int = help_field(20, "DP-SGD epochs of the reward models.")
+    rm_public_pairs: int = help_field(
+        3000, "Compact reward models: public pairs per kind of their public pretraining (cached)."
+    )
     base_steps: int = help_field(1500, "Pretraining steps of the tiny base VLM (cached between runs).")
     base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
     routing: str = help_field("router", "'router' (MoR), 'uniform', 'single:<client>' or 'gold'.")
@@ -51,5 +54,5 @@ class SimulateConfig:
         """The same run at test size: the same code path, smaller numbers (``--quick``)."""
         return dataclasses.replace(
             self, rm_pairs=96, rm_epochs=3, base_steps=300, grpo_steps=6, prompts_per_step=4, group_size=4,
-            eval_limit=96,
+            eval_limit=96, rm_public_pairs=32,
         )  # fmt: skip
