@@ -95,22 +95,6 @@ def run(
         )  # fmt: skip
 
 
-<<<<<<< HEAD
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default="compact,lora-vlm")
-    parser.add_argument("--epsilons", default="inf,8,3,1")
-    parser.add_argument("--shards", default=",".join(SHARDS))
-    parser.add_argument("--base", type=Path, default=None, help="Pretrained VLM folder for lora-vlm.")
-    parser.add_argument("--lora-pairs", type=int, default=0, help="lora-vlm: pairs per shard (0 = all).")
-    parser.add_argument("--lora-epochs", type=int, default=3)
-    parser.add_argument(
-        "--json", type=Path, help="Also write the figures as JSON here (benchmarks/run_all.py)."
-    )
-    args = parser.parse_args()
-    records: list[dict[str, object]] = []
-    warnings.filterwarnings("ignore")
-=======
 def public_only(s: Setup, split: PairSplit, state: dict[str, torch.Tensor]) -> float:
     """Held-out pairwise accuracy of the publicly pretrained model, before any private pair."""
     model = build_reward_model(s.config.reward_model)
@@ -120,7 +104,6 @@ def public_only(s: Setup, split: PairSplit, state: dict[str, torch.Tensor]) -> f
 
 def bench_arch(arch: str, splits: FederatedSplits, args: argparse.Namespace) -> dict[str, Any]:
     """Every (seed, shard, ε) run of ``arch``, printed as a Markdown table; the figures as a dict."""
->>>>>>> dp
     epsilons = [float(e) for e in args.epsilons.split(",")]
     chosen = {"lora-vlm": args.lora_seeds, "compact-scratch": args.scratch_seeds}.get(arch, args.seeds)
     seeds = [int(x) for x in chosen.split(",")]
@@ -149,15 +132,6 @@ def bench_arch(arch: str, splits: FederatedSplits, args: argparse.Namespace) -> 
                 if math.isinf(epsilon):
                     base_time = result.seconds
                 ratio = result.seconds / base_time
-<<<<<<< HEAD
-                records.append(
-                    {"arch": arch, "shard": shard, "epsilon": epsilon, "accuracy": result.accuracy}
-                    | {"seconds": result.seconds, "ratio_to_non_private": ratio}
-                )
-                means[epsilon].append(result.accuracy)
-                ratios[epsilon].append(ratio)
-=======
->>>>>>> dp
                 spent = "∞" if math.isinf(result.epsilon) else f"{result.epsilon:.2f}"
                 runs.append({
                     "shard": shard, "seed": seed, "epsilon": epsilon, "epsilon_spent": result.epsilon,
@@ -172,24 +146,6 @@ def bench_arch(arch: str, splits: FederatedSplits, args: argparse.Namespace) -> 
                     f"{result.seconds:.1f} | {result.setup_seconds:.1f} | {ratio:.2f} |",
                     flush=True,
                 )
-<<<<<<< HEAD
-        print("\n| ε | mean held-out acc | Δ vs ∞ (points) | mean time / non-DP |\n| --- | --- | --- | --- |")
-        reference = sum(means[epsilons[0]]) / len(means[epsilons[0]])
-        for epsilon in epsilons:
-            mean = sum(means[epsilon]) / len(means[epsilon])
-            ratio = sum(ratios[epsilon]) / len(ratios[epsilon])
-            print(f"| {epsilon:g} | {mean:.3f} | {100 * (mean - reference):+.1f} | {ratio:.2f} |")
-        print()
-        if arch == "compact" and 3.0 in epsilons:
-            ghost = run(arch, "color", 3.0, args, mode="ghost")
-            hooks = run(arch, "color", 3.0, args, mode="hooks")
-            print(
-                f"compact, color, ε = 3: ghost {ghost.seconds:.1f} s vs hooks {hooks.seconds:.1f} s\n",
-                flush=True,
-            )
-    if args.json:
-        args.json.write_text(json.dumps({"rows": records}, indent=2, default=str))
-=======
     summary = summarise(runs, epsilons)
     print("\n| ε | mean held-out acc | Δ vs ∞ (points) | mean time / non-DP | max time / non-DP |")
     print("| --- | --- | --- | --- | --- |")
@@ -275,7 +231,6 @@ def main() -> None:
             figures["compact_grad_sample_modes_seconds"] = modes(splits, args)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
->>>>>>> dp
 
 
 if __name__ == "__main__":
