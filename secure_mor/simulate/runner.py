@@ -151,7 +151,8 @@ class Simulation:
             "run": {"base_model": str(base), "run_dir": str(self.out / "run"), "routing": config.routing,
                     "eval_limit": config.eval_limit, "run_id": f"sim-{int(time.time())}"},
             "grpo": {"steps": config.grpo_steps, "prompts_per_step": config.prompts_per_step,
-                     "group_size": config.group_size, "seed": config.seed},
+                     "group_size": config.group_size, "learning_rate": config.learning_rate,
+                     "seed": config.seed},
             "data": {"seed": config.seed},
         })  # fmt: skip
         for name in self._names():

@@ -36,6 +36,7 @@ class SimulateConfig:
     base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
     routing: str = help_field("router", "'router' (MoR), 'uniform', 'single:<client>' or 'gold'.")
     grpo_steps: int = help_field(60, "GRPO steps of the server.")
+    learning_rate: float = help_field(5e-4, "GRPO learning rate (of the policy's LoRA adapters).")
     prompts_per_step: int = help_field(8, "B: prompts per GRPO step.")
     group_size: int = help_field(8, "G: completions per prompt.")
     eval_limit: int = help_field(500, "Test questions evaluated before and after alignment.")
@@ -49,6 +50,7 @@ class SimulateConfig:
             require(getattr(self, name) >= 1, name, f"expected an integer ≥ 1, found {getattr(self, name)}")
         require(self.group_size >= 2, "group_size", f"expected ≥ 2, found {self.group_size}")
         require(self.epsilon > 0, "epsilon", f"expected a number > 0, found {self.epsilon}")
+        require(self.learning_rate > 0, "learning_rate", f"expected a number > 0, found {self.learning_rate}")
 
     def quick(self) -> SimulateConfig:
         """The same run at test size: the same code path, smaller numbers (``--quick``)."""
