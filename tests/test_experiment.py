@@ -13,7 +13,7 @@ from secure_mor.config import from_mapping
 from secure_mor.errors import ConfigError
 from secure_mor.experiment.report import write_report
 from secure_mor.experiment.results import Cell, CellResult, ResultsFileError, ResultStore
-from secure_mor.experiment.runner import Experiment
+from secure_mor.experiment.runner import Experiment, ExperimentError
 from secure_mor.experiment.settings import ExperimentConfig
 
 
@@ -152,3 +152,15 @@ batch_size = 4
     text = (out / "results.md").read_text()
     assert "| router |" in text
     assert "text-only baseline" in text
+
+
+def test_resuming_with_other_cell_settings_is_refused_but_a_larger_grid_is_not(tmp_path: Path) -> None:
+    def experiment(**table: object) -> Experiment:
+        return Experiment(
+            from_mapping(ExperimentConfig, {"out": str(tmp_path), "methods": ["base"], **table})
+        )
+
+    experiment(seeds=[0])._check_settings()
+    experiment(seeds=[0, 1], epsilons=[3.0])._check_settings()  # the grid may grow
+    with pytest.raises(ExperimentError, match=r"grpo\.steps: was 150, now 7"):
+        experiment(grpo={"steps": 7})._check_settings()

@@ -19,11 +19,32 @@ from pathlib import Path
 from typing import Any
 
 from secure_mor.data import DataConfig, load_splits
+from secure_mor.errors import SecureMorError
 from secure_mor.experiment.results import Cell, CellResult, ResultStore, finished, format_epsilon
 from secure_mor.experiment.settings import ExperimentConfig
 
 Progress = Callable[[str, float, float | None, str], None]
 """Called with (phase, done, total or None, detail) as the experiment advances."""
+
+
+SETTINGS_FILE = "settings.json"
+
+
+class ExperimentError(SecureMorError):
+    """The experiment cannot go on as asked (the message says why and what to do)."""
+
+
+def _differences(recorded: Any, current: Any, prefix: str = "") -> list[str]:
+    """Dotted fields whose values differ between two JSON-shaped settings documents."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return [
+            d
+            for key in sorted(set(recorded) | set(current))
+            for d in _differences(recorded.get(key), current.get(key), f"{prefix}{key}.")
+        ]
+    if recorded != current:
+        return [f"{prefix.rstrip('.')}: was {recorded!r}, now {current!r}"]
+    return []
 
 
 class Experiment:
@@ -49,6 +70,7 @@ class Experiment:
 
     def run(self) -> list[CellResult]:
         """Run what is not finished yet; return every result (old and new)."""
+        self._check_settings()
         results = self.store.load()
         done = finished(results)
         todo = [cell for cell in self.cells() if cell not in done]
@@ -66,6 +88,30 @@ class Experiment:
                     "grid", len(finished(results)), len(self.cells()), f"{cell.name}: {overall:.3f}"
                 )
         return results
+
+    def _check_settings(self) -> None:
+        """Refuse to add cells to a results folder made with other cell settings (results would mix).
+
+        The grid itself (methods, ε, seeds) may grow between runs; everything else must match.
+        """
+        from secure_mor.config import to_mapping
+
+        settings = to_mapping(self.config)
+        for name in ("out", "methods", "epsilons", "seeds"):
+            settings.pop(name)
+        settings = json.loads(json.dumps(settings, default=str))
+        path = self.out / SETTINGS_FILE
+        if not path.exists():
+            self.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+            return
+        recorded = json.loads(path.read_text())
+        changed = sorted(_differences(recorded, settings))
+        if changed:
+            raise ExperimentError(
+                f"{self.out} holds results made with other settings ({'; '.join(changed[:5])}); "
+                f"run the changed grid with another --out, or restore the settings in {path}"
+            )
 
     # -- cells -------------------------------------------------------------------------------------
 
