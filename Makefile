@@ -30,11 +30,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The suite in quick mode: one table of ratios in benchmarks/results/latest.md (+ .json, raw logs).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/base_pretrain.py
-	$(BIN)/python benchmarks/ckks_fusion.py
-	$(BIN)/python benchmarks/dp_reward_models.py
-	$(BIN)/python benchmarks/secure_path.py
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) build dist .typecheck .mypy_cache .ruff_cache .pytest_cache

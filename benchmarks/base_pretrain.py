@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import platform
 import tempfile
 import time
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--limit", type=int, default=1000, help="test questions (seeded subset)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--json", type=Path, help="also write the figures as JSON here (benchmarks/run_all.py)"
+    )
     args = parser.parse_args()
 
     splits = load_splits(DataConfig())
@@ -65,6 +69,13 @@ def main() -> None:
     first = rows[0][3]
     cells = " | ".join(f"{first[k].baseline_accuracy:.1%}" for k in KINDS)
     print(f"| text-only baseline | – | – | {cells} |")
+    if args.json:
+        figures = [
+            {"steps": steps, "seconds": wall, "examples_per_second": throughput}
+            | {f"accuracy_{k}": scores[k].accuracy for k in KINDS}
+            for steps, wall, throughput, scores in rows
+        ]
+        args.json.write_text(json.dumps({"limit": len(test), "rows": figures}, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ the plaintext result, and the public context's size. Targets (issue 3): K = 8, N
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -43,7 +45,13 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description="CKKS fusion benchmark (see the module docstring).")
     parser.add_argument("--repeats", type=int, default=15, help="Runs per measurement (the median is shown).")
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS), help="Values of K.")
+    parser.add_argument("--scores", type=int, nargs="+", default=list(SCORES), help="Values of N.")
+    parser.add_argument(
+        "--json", type=Path, help="Also write the figures as JSON here (benchmarks/run_all.py)."
+    )
     args = parser.parse_args()
+    rows: list[dict[str, float]] = []
     secret = SecretContext.generate(CkksParams())
     public = secret.public
     rng = np.random.default_rng(0)
@@ -53,8 +61,8 @@ def main() -> None:
         "| ciphertexts / client | max error |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n in SCORES:
-        for k in CLIENTS:
+    for n in args.scores:
+        for k in args.clients:
             scores = rng.random((k, n))  # (K, N) rewards in [0, 1]
             weights = rng.dirichlet(np.ones(k), n).T  # (K, N), columns sum to 1
             vectors = [public.encrypt(row) for row in scores]
@@ -69,6 +77,12 @@ def main() -> None:
                 f"| {k} | {n:,} | {encrypt:.1f} | {fuse:.1f} | {decrypt:.1f} | {plain:.3f} "
                 f"| {per_score:,.0f} | {len(vectors[0].chunks)} | {error:.1e} |"
             )
+            rows.append(
+                {"K": k, "N": n, "encrypt_ms": encrypt, "fuse_ms": fuse, "decrypt_ms": decrypt}
+                | {"plaintext_ms": plain, "bytes_per_score": per_score, "max_error": error}
+            )
+    if args.json:
+        args.json.write_text(json.dumps({"repeats": args.repeats, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,16 +9,19 @@ trainer here; in a deployment they score on their own machines, so the scoring s
 
     .venv/bin/python benchmarks/secure_path.py                    # K = 3, 8, 16; 6 steps each
     .venv/bin/python benchmarks/secure_path.py --clients 3 --steps 10 --base runs/base
+    .venv/bin/python benchmarks/secure_path.py --clients 3 --steps 3 --json out.json   # make bench
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import statistics
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,14 +117,29 @@ def measure(k: int, steps: int, base: Path, work: Path) -> dict[str, float]:
     kept = records[1:]
     return {
         "K": k,
+        "rollouts": kept[0].rollouts,
         "step": statistics.median(step_times),
         "secure": statistics.median(r.secure_seconds for r in kept),
+        "waiting": statistics.median(r.waiting_seconds for r in kept),
+        "plain_fusion": plaintext_fusion_seconds(k, kept[0].rollouts),
         "scoring": statistics.median(r.scoring_seconds for r in kept),
         "encryption": statistics.median(r.encryption_seconds for r in kept),
         "transport": statistics.median(r.transport_seconds for r in kept),
         "fusion": statistics.median(r.fusion_seconds for r in kept),
         "decryption": statistics.median(r.decryption_seconds for r in kept),
     }
+
+
+def plaintext_fusion_seconds(k: int, n: int, repeats: int = 200) -> float:
+    """Median time of the same fusion on plaintext scores: Σ_k W[k] ⊙ r_k in NumPy, shape (K, N)."""
+    rng = np.random.default_rng(0)
+    scores, weights = rng.random((k, n)), rng.dirichlet(np.ones(k), n).T
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        (weights * scores).sum(axis=0)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def _processor(base: Path):  # type: ignore[no-untyped-def]
@@ -137,6 +155,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[3, 8, 16])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--base", type=Path, help="a pretrained base (default: a fresh tiny VLM)")
+    parser.add_argument(
+        "--json", type=Path, help="also write the figures as JSON here (benchmarks/run_all.py)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as folder:
@@ -149,6 +170,8 @@ def main() -> None:
                 work / "base",
             )
         rows = [measure(k, args.steps, base, work) for k in args.clients]
+    if args.json:
+        args.json.write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=2))
     print(
         f"\nMoR GRPO step, tiny VLM, 8 prompts × 8 completions = 64 rollouts; median of {args.steps} steps\n"
     )

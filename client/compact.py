@@ -93,6 +93,12 @@ class CompactRewardModel(nn.Module):
         self.head = nn.Linear(hidden, 1)
         self.act = nn.GELU()
 
+    def freeze_convolutions(self) -> None:
+        """Stop training the convolutions (kept as pretrained on public data; see ``public_init``)."""
+        for layer in (self.conv1, self.conv2, self.conv3):
+            for parameter in layer.parameters():
+                parameter.requires_grad_(False)
+
     def forward(self, images: torch.Tensor, question: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """Rewards (B, K)."""
         x = nn.functional.avg_pool2d(images * 4.0 - 2.0, 2)  # (B, 3, S/2, S/2), centred

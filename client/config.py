@@ -37,6 +37,23 @@ class RewardModelConfig:
     heldout_fraction: float = help_field(
         0.2, "Share of the shard's images held out for accuracy/calibration."
     )
+    public_pretraining: bool = help_field(
+        True,
+        "compact: start from a model pretrained on the PUBLIC splits (foundation, prompts, calibration; "
+        "no privacy cost), computed once and cached by recipe hash.",
+    )
+    public_epochs: int = help_field(8, "compact: epochs of the public pretraining.")
+    public_pairs_per_kind: int = help_field(
+        3000, "compact: public pairs per question kind for pretraining (0 = all; balances the kinds)."
+    )
+    public_cache: Path = help_field(
+        Path("~/.cache/secure-mor/compact"), "compact: folder of the cached publicly pretrained weights."
+    )
+    freeze_convolutions: bool = help_field(
+        True,
+        "compact, with public pretraining: keep the public convolutions frozen in private training (fewer "
+        "noisy parameters; ghost clipping then needs no per-pair Conv2d gradients).",
+    )
     label_noise: float = help_field(0.0, "Share of pairs whose chosen and rejected are swapped (annotators).")
     limit: int = help_field(0, "Use at most this many pairs of the shard (0 = all).")
     seed: int = help_field(0, "Seed of the model's initialisation, the pair building and the hold-out.")
@@ -52,6 +69,14 @@ class RewardModelConfig:
             f"expected a number in (0, 1), found {self.heldout_fraction}",
         )
         require(self.limit >= 0, "limit", f"expected an integer ≥ 0, found {self.limit}")
+        require(
+            self.public_epochs >= 1, "public_epochs", f"expected an integer ≥ 1, found {self.public_epochs}"
+        )
+        require(
+            self.public_pairs_per_kind >= 0,
+            "public_pairs_per_kind",
+            f"expected an integer ≥ 0, found {self.public_pairs_per_kind}",
+        )
 
 
 @dataclass(frozen=True)
@@ -164,6 +189,8 @@ def load_client_config(path: Path) -> ClientConfig:
     rm, privacy = config.reward_model, config.privacy
     return replace(
         config,
-        reward_model=replace(rm, out=beside(path, rm.out)),
+        reward_model=replace(
+            rm, out=beside(path, rm.out), public_cache=beside(path, rm.public_cache.expanduser())
+        ),
         privacy=replace(privacy, ledger=beside(path, privacy.ledger)),
     )

@@ -3,6 +3,7 @@
 The shard's questions become preference pairs (``secure_mor.data.build_preference_pairs``); a share of
 its IMAGES (not questions) is held out, so no held-out pair shares an image with a training pair. The
 held-out pairs measure pairwise accuracy and fit the score's temperature; they are never trained on.
+A compact model first learns on the PUBLIC splits (``public_init``; cached, no privacy cost).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 from secure_mor.client.config import ClientConfig
 from secure_mor.client.errors import ClientError
 from secure_mor.client.ledger import PrivacyLedger
+from secure_mor.client.public_init import StateDict, public_state
 from secure_mor.client.training import Progress, TrainResult, train_reward_model
 from secure_mor.crypto.signing import SigningKey
-from secure_mor.data import build_preference_pairs, load_splits
+from secure_mor.data import FederatedSplits, build_preference_pairs, load_splits
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,9 @@ class PairSplit:
     heldout: datasets.Dataset
 
 
-def client_pairs(config: ClientConfig) -> PairSplit:
-    """The client's pairs, split by image into training and held-out pairs."""
-    splits = load_splits(config.data)
+def client_pairs(config: ClientConfig, splits: FederatedSplits | None = None) -> PairSplit:
+    """The client's pairs, split by image into training and held-out pairs (``splits``: loaded if None)."""
+    splits = splits or load_splits(config.data)
     shard_name = config.shard
     if shard_name not in splits.clients:
         raise ClientError(
@@ -61,6 +63,16 @@ def open_ledger(config: ClientConfig) -> PrivacyLedger:
     return PrivacyLedger(config.privacy.ledger, signer)
 
 
+def public_start(
+    config: ClientConfig, splits: FederatedSplits, progress: Progress | None = None
+) -> tuple[StateDict | None, str | None]:
+    """The compact model's publicly pretrained weights and recipe key; (None, None) where not configured."""
+    rm = config.reward_model
+    if rm.architecture != "compact" or not rm.public_pretraining:
+        return None, None
+    return public_state(rm, config.data, splits, progress)
+
+
 def train_from_config(
     config: ClientConfig,
     *,
@@ -74,7 +86,9 @@ def train_from_config(
         requested = config.privacy.epsilon if epsilon is None else epsilon
         if requested != float("inf"):
             ledger.check(requested, config.privacy.budget)  # before loading or training anything
-        split = client_pairs(config)
+        splits = load_splits(config.data)
+        split = client_pairs(config, splits)
+        state, recipe = public_start(config, splits, progress)  # the pretraining's steps, if not cached
         result = train_reward_model(
             split.train,
             split.heldout,
@@ -84,6 +98,8 @@ def train_from_config(
             epsilon=requested,
             ledger=ledger,
             progress=progress,
+            initial_state=state,
+            public_init=recipe,
         )
     finally:
         ledger.close()

@@ -6,8 +6,15 @@ ledger's budget, (2) makes model, optimizer and data loader private with ``make_
 epochs), (3) trains in physical batches through ``BatchMemoryManager``, (4) records the run in the
 signed ledger. With ε = inf it trains the same model with the same batch size and no DP (comparison).
 
+Public initialisation (compact): ``initial_state`` (the publicly pretrained weights of
+``secure_mor.client.public_init``) starts the model; with ``freeze_convolutions`` its convolutions stay
+frozen, so DP-SGD trains and noises only the Linear and Embedding layers. The non-private comparison run
+(ε = inf) starts from the same weights and trains the same parameters, so the accuracy gap and the time
+ratio compare like with like.
+
 Grad-sample modes: the compact model uses ghost clipping (``"ghost"``: per-pair norms without
 materialising per-pair gradients; Conv2d falls back to explicit per-pair gradients inside it); the
+frozen convolutions need none, so ghost clipping is then exact with no per-pair gradient at all); the
 LoRA VLM runs two forwards per pair, which ghost clipping cannot combine exactly, so it uses hooks.
 
 Empty Poisson batches: Opacus' loader yields a batch of size 0; the forward, backward and noisy step
@@ -19,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +37,7 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch.utils.data import DataLoader
 
 from secure_mor.client.bt_loss import BradleyTerryLoss
+from secure_mor.client.compact import CompactRewardModel
 from secure_mor.client.config import PrivacyConfig, RewardModelConfig, TrainingConfig
 from secure_mor.client.ledger import DpEvent, DpRun, PrivacyLedger
 from secure_mor.client.reward_model import RewardModel, build_reward_model, pairwise_accuracy
@@ -86,16 +94,27 @@ def train_reward_model(
     epsilon: float,
     ledger: PrivacyLedger | None,
     progress: Progress | None = None,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
+    public_init: str | None = None,
 ) -> TrainResult:
     """Train on ``train`` pairs at ``epsilon`` (inf = no DP), calibrate on ``heldout``, record in ``ledger``.
 
     A finite ``epsilon`` needs a ledger: the run is checked against ``privacy.budget`` before training.
+    ``initial_state`` (compact only) starts from public weights; ``public_init`` names their recipe in
+    the saved model's settings.
     """
     with warnings.catch_warnings():
         # Opacus warns about hooks on modules whose inputs need no gradient (the first layers), the
         # RDP fallback's alpha range and secure_mode (no torchcsprng here: SECURITY.md).
         warnings.filterwarnings("ignore", message=".*(Full backward hook|Optimal order|Secure RNG).*")
-        return _train(train, heldout, model_config, training, privacy, epsilon, ledger, progress)
+        start = _Start(initial_state, public_init)
+        return _train(train, heldout, model_config, training, privacy, epsilon, ledger, progress, start)
+
+
+@dataclass(frozen=True)
+class _Start:
+    state: Mapping[str, torch.Tensor] | None
+    recipe: str | None
 
 
 def _train(
@@ -107,6 +126,7 @@ def _train(
     epsilon: float,
     ledger: PrivacyLedger | None,
     progress: Progress | None,
+    start_from: _Start,
 ) -> TrainResult:
     private = math.isfinite(epsilon)
     setup = 0.0
@@ -116,6 +136,15 @@ def _train(
         ledger.check(epsilon, privacy.budget)
     reward_model = build_reward_model(model_config, _texts(train))
     module = reward_model.module
+    if start_from.state is not None:
+        if not isinstance(module, CompactRewardModel):
+            raise ConfigError("reward_model: a public initial state is for the compact architecture only")
+        module.load_state_dict(dict(start_from.state))
+        if model_config.freeze_convolutions:
+            module.freeze_convolutions()
+        reward_model = replace(
+            reward_model, settings={**reward_model.settings, "public_init": start_from.recipe}
+        )
     data = reward_model.encoder.pairs(train)
     n = len(data)
     batch_size = min(training.batch_size, n)

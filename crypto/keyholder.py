@@ -35,6 +35,7 @@ from secure_mor.crypto.signed_log import SignedLog
 from secure_mor.crypto.signing import SigningKey
 from secure_mor.crypto.transport import message_options, peer_identity, server_credentials
 from secure_mor.crypto.wire import public_context_to_proto
+from secure_mor.protocol.parsing import bounded
 
 LOGGER = logging.getLogger("secure_mor.keyholder")
 DECRYPTION = "decryption"
@@ -78,20 +79,32 @@ class KeyHolderService(pb.KeyHolderServicer):
         self._lock = threading.Lock()
         self.service_log = ServiceLog(config)
 
-    def GetPublicContext(self, request: pb.GetPublicContextRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetPublicContext(  # noqa: N802
+        self, request: pb.GetPublicContextRequest | pb.Unparsable, context: grpc.ServicerContext
+    ) -> Any:
         """Return the signed public context to any allowlisted identity."""
-        self._authorise(context, "GetPublicContext")
+        identity = self._authorise(context, "GetPublicContext")
+        if isinstance(request, pb.Unparsable):
+            malformed = PolicyRefusal("INVALID_ARGUMENT", "malformed", request.describe())
+            self._refuse(context, identity, malformed, method="GetPublicContext")
         return self._signed_public
 
-    def DecryptAggregate(self, request: pb.DecryptAggregateRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def DecryptAggregate(  # noqa: N802
+        self, request: pb.DecryptAggregateRequest | pb.Unparsable, context: grpc.ServicerContext
+    ) -> Any:
         """Decrypt a fused vector for the server identity if the policy allows; log it first."""
         identity = self._authorise(context, "DecryptAggregate")
         policy = self.config.policy
+        step = request.step_id if isinstance(request, pb.DecryptAggregateRequest) else ""
         if identity != policy.server_identity:
             refusal = PolicyRefusal(
                 "PERMISSION_DENIED", "caller", f"only {policy.server_identity!r} may decrypt"
             )
-            self._refuse(context, identity, refusal, request.step_id)
+            self._refuse(context, identity, refusal, step)
+        if isinstance(request, pb.Unparsable):
+            self._refuse(
+                context, identity, PolicyRefusal("INVALID_ARGUMENT", "malformed", request.describe())
+            )
         with self._lock:
             try:
                 approved = check_request(
@@ -157,12 +170,13 @@ class KeyHolderService(pb.KeyHolderServicer):
         step_id: str = "",
         method: str = "DecryptAggregate",
     ) -> NoReturn:
+        details = bounded(str(refusal))
         self.service_log.write(
             logging.WARNING,
             f"refused {method} from {identity!r} step={step_id[:128]!r} rule={refusal.rule} "
-            f"status={refusal.code}: {refusal}",
+            f"status={refusal.code}: {details}",
         )
-        context.abort(grpc.StatusCode[refusal.code], str(refusal))
+        context.abort(grpc.StatusCode[refusal.code], details)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 

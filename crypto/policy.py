@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from secure_mor.crypto.errors import CryptoError, PolicyRefusal
 from secure_mor.crypto.keyholder_config import PolicyConfig
 from secure_mor.crypto.signing import VerifyKey, contribution_message
 from secure_mor.crypto.wire import vector_from_proto
+from secure_mor.protocol.parsing import excerpt
 
 STEP_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 ROW_SUM_TOLERANCE = 1e-6
@@ -101,7 +103,11 @@ def _check_contributors(
 ) -> tuple[tuple[str, str], ...]:
     identities = [c.identity for c in request.contributors]
     if len(set(identities)) != len(identities):
-        raise _malformed(f"contributors must be distinct, found {sorted(identities)}")
+        repeated = sorted(who for who, n in Counter(identities).items() if n > 1)
+        raise _malformed(
+            f"contributors must be distinct, found {len(identities) - len(set(identities))} repeat(s) of "
+            + ", ".join(excerpt(who) for who in repeated[:4])
+        )
     if len(identities) < policy.k_min:
         raise PolicyRefusal(
             "FAILED_PRECONDITION",
@@ -114,7 +120,9 @@ def _check_contributors(
         key = pinned.get(who)
         if key is None or who == policy.server_identity:
             raise PolicyRefusal(
-                "PERMISSION_DENIED", "contributor", f"contributor {who!r} has no pinned signing key here"
+                "PERMISSION_DENIED",
+                "contributor",
+                f"contributor {excerpt(who)} has no pinned signing key here",
             )
         digest = bytes(contribution.ciphertext_digest)
         if len(digest) != 32 or not key.verify(
@@ -123,7 +131,7 @@ def _check_contributors(
             raise PolicyRefusal(
                 "PERMISSION_DENIED",
                 "signature",
-                f"contributor {who!r}: no valid signature over (step id {request.step_id!r}, "
+                f"contributor {excerpt(who)}: no valid signature over (step id {request.step_id!r}, "
                 "ciphertext digest)",
             )
         out.append((who, digest.hex()))

@@ -9,14 +9,13 @@ not answer is assumed at chance (0.5) everywhere.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import datasets
 import numpy as np
 
 from secure_mor.data import answers_by_kind, build_preference_pairs
 from secure_mor.protocol import scoring as sp
-from secure_mor.server.federation import FederationService
 from secure_mor.server.mixture import FeatureFn
 from secure_mor.server.routing import LearnedRouting, RouterConfig
 
@@ -53,23 +52,28 @@ def calibration_request(
     return sp.CalibrationRequest(request_id=request_id, items=items, images=images)
 
 
+Calibrate = Callable[[sp.CalibrationRequest], Mapping[str, sp.CalibrationReply]]
+"""Sends a calibration request to the clients; returns the replies that came, by client identity."""
+
+
 def fit_router(
     config: RouterConfig,
     clients: Sequence[str],
     pairs: datasets.Dataset,
     features: FeatureFn,
-    federation: FederationService,
+    calibrate: Calibrate,
     *,
     request_id: str,
-    deadline_seconds: float,
 ) -> tuple[LearnedRouting, np.ndarray]:
-    """Cluster the pairs' prompts, ask every online client for its competence, fit the gate.
+    """Cluster the pairs' prompts, ask every client for its competence, fit the gate.
 
-    Returns the router and the competence matrix (K × C) it was fitted to.
+    ``calibrate`` is the federation's fan-out in a deployment (``FederationService.calibrate``) and a
+    direct call of each reward model in ``secure-mor experiment``. Returns the router and the
+    competence matrix (K × C) it was fitted to.
     """
     phi = features(list(pairs["image"]), list(pairs["question"]))
     router, clusters = LearnedRouting.from_calibration_features(config, clients, phi)
-    replies = federation.calibrate(calibration_request(request_id, pairs, clusters), deadline_seconds)
+    replies = calibrate(calibration_request(request_id, pairs, clusters))
     competence = np.full((len(clients), config.clusters), 0.5)
     for k, identity in enumerate(clients):
         for cluster in replies[identity].clusters if identity in replies else ():

@@ -31,6 +31,7 @@ from secure_mor.crypto.signing import VerifyKey, contribution_message
 from secure_mor.crypto.transport import message_options, peer_identity, server_credentials
 from secure_mor.crypto.wire import vector_from_proto
 from secure_mor.protocol import scoring as sp
+from secure_mor.protocol.parsing import Unparsable, excerpt
 from secure_mor.server.errors import ServerError
 from secure_mor.server.fusion import EncryptedScores
 
@@ -60,6 +61,24 @@ class _Connection:
     outbox: queue.Queue[sp.ServerMessage | None] = field(default_factory=queue.Queue)
     pending: dict[str, Future[Any]] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    violation: tuple[grpc.StatusCode, str] | None = None
+    """Set by the reader when the client sent a message that breaks the protocol: the status to end with."""
+
+
+def _violation(message: sp.ClientMessage | Unparsable) -> tuple[grpc.StatusCode, str] | None:
+    """The status that ends a stream on ``message`` after Hello, or ``None`` when the message is fine.
+
+    Answers for unknown step or request ids (e.g. past their deadline) are fine: they are ignored.
+    """
+    if isinstance(message, Unparsable):
+        return grpc.StatusCode.INVALID_ARGUMENT, message.describe()
+    kind = message.WhichOneof("body")
+    if kind is None:
+        return grpc.StatusCode.INVALID_ARGUMENT, "a ClientMessage must carry one of its body fields"
+    if kind == "hello":
+        return grpc.StatusCode.FAILED_PRECONDITION, "Hello was already received on this stream"
+    return None
 
 
 class FederationService(sp.FederationServicer):
@@ -83,21 +102,29 @@ class FederationService(sp.FederationServicer):
     # --- the stream ---------------------------------------------------------------------------------
 
     def Connect(  # noqa: N802
-        self, request_iterator: Iterator[sp.ClientMessage], context: grpc.ServicerContext
+        self, request_iterator: Iterator[sp.ClientMessage | Unparsable], context: grpc.ServicerContext
     ) -> Iterator[sp.ServerMessage]:
         """Authenticate, take the client's ``Hello``, then stream it tasks until either side stops."""
         identity = peer_identity(context)
         if identity is None or identity not in self.allowed:
             LOGGER.warning("refused a connection from %r: not on the allowlist", identity)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"identity {identity!r} is not on the allowlist")
-        first = next(request_iterator, None)
-        problem = self._check_hello(identity, first)
+        try:
+            first = next(request_iterator, None)
+        except grpc.RpcError:  # the caller cancelled (or its deadline passed) before saying Hello
+            LOGGER.warning("%r left before sending Hello", identity)
+            return
+        code, problem = self._check_hello(identity, first)
         if problem:
-            LOGGER.warning("refused %r: %s", identity, problem)
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
-        assert first is not None
+            LOGGER.warning("refused %r (%s): %s", identity, code.name, problem)
+            context.abort(code, problem)
+        assert isinstance(first, sp.ClientMessage)
         assert identity is not None
         connection = self._register(identity, first.hello)
+        # gRPC stops resuming this generator when the RPC dies between two messages (a cancel, a message
+        # above the size cap): the ``finally`` below would then wait for garbage collection and the client
+        # would stay on the roster. The termination callback always runs.
+        context.add_callback(lambda: self._unregister(connection))
         reader = threading.Thread(target=self._read, args=(connection, request_iterator), daemon=True)
         reader.start()
         yield sp.ServerMessage(
@@ -112,20 +139,30 @@ class FederationService(sp.FederationServicer):
             yield from self._forward(connection, context)
         finally:
             self._unregister(connection)
+        if connection.violation is not None:  # the reader stopped at a message that breaks the protocol
+            context.abort(*connection.violation)
 
-    def _check_hello(self, identity: str | None, first: sp.ClientMessage | None) -> str:
+    def _check_hello(
+        self, identity: str | None, first: sp.ClientMessage | Unparsable | None
+    ) -> tuple[grpc.StatusCode, str]:
+        failed = grpc.StatusCode.FAILED_PRECONDITION
+        if isinstance(first, Unparsable):
+            return grpc.StatusCode.INVALID_ARGUMENT, first.describe()
         if first is None or first.WhichOneof("body") != "hello":
-            return "the first message of a stream must be Hello"
+            return failed, "the first message of a stream must be Hello"
         hello = first.hello
         if hello.identity != identity:
-            return f"Hello.identity {hello.identity!r} differs from the certificate's {identity!r}"
-        if hello.protocol_version != sp.PROTOCOL_VERSION:
             return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Hello.identity {excerpt(hello.identity)} differs from the certificate's {identity!r}",
+            )
+        if hello.protocol_version != sp.PROTOCOL_VERSION:
+            return failed, (
                 f"protocol_version {hello.protocol_version} is not supported (expected {sp.PROTOCOL_VERSION})"
             )
         if hello.context_fingerprint != self.public.fingerprint:
-            return "the client encrypts under another public context than the server fuses under"
-        return ""
+            return failed, "the client encrypts under another public context than the server fuses under"
+        return grpc.StatusCode.OK, ""
 
     def _register(self, identity: str, hello: sp.Hello) -> _Connection:
         connection = _Connection(identity, hello)
@@ -136,14 +173,21 @@ class FederationService(sp.FederationServicer):
             self._connections[identity] = connection
             self._joined.notify_all()
         LOGGER.info(
-            "client %s joined (%s, max %d rollouts)", identity, hello.architecture, hello.max_rollouts
+            "client %s joined (%s, max %d rollouts)",
+            identity,
+            excerpt(hello.architecture),
+            hello.max_rollouts,
         )
         return connection
 
     def _unregister(self, connection: _Connection) -> None:
         with self._lock:
+            if connection.closed:
+                return
+            connection.closed = True
             if self._connections.get(connection.identity) is connection:
                 del self._connections[connection.identity]
+        connection.outbox.put(None)
         for future in connection.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"{connection.identity} disconnected"))
@@ -163,10 +207,22 @@ class FederationService(sp.FederationServicer):
                 return
             yield message
 
-    def _read(self, connection: _Connection, request_iterator: Iterator[sp.ClientMessage]) -> None:
+    def _read(
+        self, connection: _Connection, request_iterator: Iterator[sp.ClientMessage | Unparsable]
+    ) -> None:
         try:
             for message in request_iterator:
                 connection.last_seen = time.monotonic()
+                if violation := _violation(message):
+                    connection.violation = violation
+                    LOGGER.warning(
+                        "client %s broke the protocol (%s): %s; its stream is closed",
+                        connection.identity,
+                        violation[0].name,
+                        violation[1],
+                    )
+                    return
+                assert isinstance(message, sp.ClientMessage)
                 kind = message.WhichOneof("body")
                 key = {
                     "score": message.score.step_id,

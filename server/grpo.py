@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import datasets
 from peft import LoraConfig
+from transformers import PrinterCallback
 from trl.trainer.grpo_config import GRPOConfig
 from trl.trainer.grpo_trainer import GRPOTrainer
 
@@ -73,8 +74,12 @@ def build_grpo_trainer(
     settings: GrpoSettings,
     output_dir: Path,
     callbacks: Sequence[Any] = (),
+    quiet: bool = False,
 ) -> GRPOTrainer:
-    """A ``GRPOTrainer`` on the saved base model; with β > 0 TRL rebuilds the reference from that folder."""
+    """A ``GRPOTrainer`` on the saved base model; with β > 0 TRL rebuilds the reference from that folder.
+
+    ``quiet`` drops the trainer's printing of every step's metrics (for callers that show their own).
+    """
     config = GRPOConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings.prompts_per_step * settings.group_size,
@@ -105,7 +110,7 @@ def build_grpo_trainer(
         if settings.lora_rank
         else None
     )
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=str(base_model),
         reward_funcs=list(reward_funcs),  # type: ignore[arg-type]  # TRL allows None per item; ours never
         args=config,
@@ -114,3 +119,6 @@ def build_grpo_trainer(
         peft_config=peft_config,
         callbacks=list(callbacks),
     )
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+    return trainer

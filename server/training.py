@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerCallback
 
 from secure_mor.data import load_splits
-from secure_mor.models.evaluate import EvalResult, TextOnlyBaseline, evaluate_vlm, sample_rows
+from secure_mor.models.evaluate import EvalResult, evaluate_held_out
 from secure_mor.models.factory import Vlm, load_vlm
 from secure_mor.models.features import prompt_features
 from secure_mor.server.calibration import calibration_pairs, fit_router
@@ -46,6 +47,8 @@ from secure_mor.server.rewards import GoldReward
 from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
 
 PROBE_BYTES = 64 * 1024
+StepProgress = Callable[[int, int, float], None]
+"""Called after each logged GRPO step with (step, max steps, mean reward)."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,8 @@ class _TrainLog(TrainerCallback):
 
     KEYS = ("reward", "reward_std", "kl", "loss", "frac_reward_zero_std", "entropy")
 
-    def __init__(self, log: _CsvLog) -> None:
-        self.log = log
+    def __init__(self, log: _CsvLog, progress: StepProgress | None) -> None:
+        self.log, self.progress = log, progress
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
@@ -145,17 +148,23 @@ class _TrainLog(TrainerCallback):
         """Record one logged step."""
         if logs and "reward" in logs:
             self.log.write({"step": state.global_step, **{k: logs.get(k) for k in self.KEYS}})
+            if self.progress is not None:
+                self.progress(state.global_step, state.max_steps, float(logs["reward"]))
 
 
 class FederatedAlignment:
     """The server's run: the entry object behind ``secure-mor server train``."""
 
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
+    def __init__(self, config: ServerConfig, progress: StepProgress | None = None) -> None:
+        self.config, self.progress = config, progress
         self.run_dir = config.run.run_dir
 
-    def run(self, *, resume: bool = False) -> AlignmentResult:
-        """Train (or resume) and evaluate; services started here are stopped before returning."""
+    def run(self, *, resume: bool = False, reward: RewardFunc | None = None) -> AlignmentResult:
+        """Train (or resume) and evaluate; services started here are stopped before returning.
+
+        ``reward`` replaces the configured reward (federation or gold) with a given function: how
+        ``secure-mor experiment`` trains on in-process reward models (single process only).
+        """
         config, started = self.config, time.monotonic()
         require_writable(self.run_dir)
         splits = load_splits(config.data)
@@ -166,18 +175,18 @@ class FederatedAlignment:
         main = int(os.environ.get("RANK", "0")) == 0
         self.board = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
         train_log = _CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS], self.board, "grpo")
-        logs = _TrainLog(train_log)
+        logs = _TrainLog(train_log, self.progress)
         checkpoint = last_complete_checkpoint(self.run_dir / "checkpoints") if resume else None
         if checkpoint is not None and main:
             train_log.keep_through(checkpoint[1])
         try:
-            if config.run.routing == "gold":
-                reward: RewardFunc = GoldReward()
-            elif main:
-                service, federated = self._federated_reward(reference, splits.calibration)
+            if reward is None and config.run.routing == "gold":
+                reward = GoldReward()
+            elif reward is None:
+                service, federated = (
+                    self._federated_reward(reference, splits.calibration) if main else (None, None)
+                )
                 reward = MainProcessReward(federated)
-            else:
-                reward = MainProcessReward(None)
             trainer = build_grpo_trainer(
                 base_model=config.run.base_model,
                 processor=reference.processor,
@@ -186,6 +195,7 @@ class FederatedAlignment:
                 settings=config.grpo,
                 output_dir=self.run_dir / "checkpoints",
                 callbacks=[logs] if main else [],
+                quiet=self.progress is not None,
             )
             trainer.train(resume_from_checkpoint=str(checkpoint[0]) if checkpoint else None)
             trainer.save_model(str(self.run_dir / "policy"))
@@ -195,9 +205,7 @@ class FederatedAlignment:
             if self.board is not None:
                 self.board.close()
         policy: Any = trainer.model  # the PEFT-wrapped policy; generates like any PreTrainedModel
-        evaluation = (
-            self._evaluate(Vlm(policy, reference.processor), splits.test, splits.foundation) if main else None
-        )
+        evaluation = self._evaluate(Vlm(policy, reference.processor), splits) if main else None
         return AlignmentResult(
             self.run_dir, int(trainer.state.global_step), time.monotonic() - started, evaluation
         )
@@ -251,14 +259,14 @@ class FederatedAlignment:
         if (saved / "router.json").exists():
             return LearnedRouting.load(saved)
         pairs = calibration_pairs(calibration, run.calibration_items, self.config.router.seed)
+        deadline = max(self.config.secure.deadline_seconds, 60.0)
         router, competence = fit_router(
             self.config.router,
             run.identities,
             pairs,
             features,
-            service,
+            lambda request: service.calibrate(request, deadline),
             request_id=f"{run.run_id}/calibration",
-            deadline_seconds=max(self.config.secure.deadline_seconds, 60.0),
         )
         router.save(saved)
         (saved / "competence.json").write_text(
@@ -266,12 +274,11 @@ class FederatedAlignment:
         )
         return router
 
-    def _evaluate(self, policy: Vlm, test: Any, foundation: Any) -> EvalResult | None:
+    def _evaluate(self, policy: Vlm, splits: Any) -> EvalResult | None:
         limit = self.config.run.eval_limit
         if not limit:
             return None
-        subset = test.select(sample_rows(len(test), limit, seed=0))
-        result = evaluate_vlm(policy, subset, TextOnlyBaseline(foundation))
+        result = evaluate_held_out(policy, splits, limit)
         (self.run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
         return result
 

@@ -70,6 +70,12 @@ def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def quick_base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One base-model cache for the session: the quick runs' 300-step base is pretrained only once."""
+    return tmp_path_factory.mktemp("base-cache")
+
+
+@pytest.fixture(scope="session")
 def toy_rows() -> Callable[[int], dict[str, list[object]]]:
     """A function making toy VQA rows (custom column names) for ``n_images`` images."""
     return _toy_rows
@@ -103,7 +109,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, easy_splits: FederatedS
         update_toml(
             config,
             {
-                "reward_model": {"limit": 48, "hidden": 16, "vocab_buckets": 64},
+                "reward_model": {
+                    "limit": 48,
+                    "hidden": 16,
+                    "vocab_buckets": 64,
+                    "public_epochs": 1,
+                    "public_pairs_per_kind": 8,
+                    "public_cache": str(root / "public"),
+                },
                 "training": {"epochs": 2, "batch_size": 16, "physical_batch_size": 16},
                 "privacy": {"epsilon": 8.0},
                 "agent": {

@@ -12,9 +12,9 @@ from secure_mor.cli import main
 
 
 @pytest.mark.slow
-def test_simulate_quick_trains_audits_and_reports(tmp_path: Path) -> None:
+def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cache: Path) -> None:
     config = tmp_path / "simulate.toml"
-    config.write_text(f'[simulate]\nbase_cache = "{tmp_path / "cache"}"\n')
+    config.write_text(f'[simulate]\nbase_cache = "{quick_base_cache}"\n')
     out = tmp_path / "sim"
     assert main(["simulate", "--quick", "--out", str(out), "--config", str(config)]) == 0
 

@@ -13,6 +13,7 @@ import typer
 
 from secure_mor.cli import audit, base, data, evaluate
 from secure_mor.cli import client as client_cli
+from secure_mor.cli import experiment as experiment_cli
 from secure_mor.cli import init as init_cli
 from secure_mor.cli import keyholder as keyholder_cli
 from secure_mor.cli import server as server_cli
@@ -31,6 +32,7 @@ app.add_typer(client_cli.app, name="client")
 app.command("audit")(audit.audit_command)
 app.add_typer(server_cli.app, name="server")
 app.command("simulate")(simulate_cli.simulate_command)
+app.command("experiment")(experiment_cli.experiment_command)
 
 
 def main(argv: list[str] | None = None) -> int:

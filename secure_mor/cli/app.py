@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from rich.console import Console
@@ -50,3 +51,6 @@ def _quiet_libraries() -> None:
     disable_progress_bars()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets' own bars (map, cast)
+    if "datasets" in sys.modules:  # already imported (the variable above is read at import)
+        sys.modules["datasets"].disable_progress_bars()

@@ -65,6 +65,10 @@ def train_rm(
         f"ε spent {eps}; noise multiplier {result.noise_multiplier:.3f}, "
         f"sample rate {result.sample_rate:.4f}, grad-sample mode {result.grad_sample_mode}"
     )
+    if result.model.settings.get("public_init"):
+        console.print(
+            f"started from the public pretraining {result.model.settings['public_init']} (no ε cost)"
+        )
 
 
 @app.command("join")

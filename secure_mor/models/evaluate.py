@@ -8,6 +8,7 @@ easy-VQA it scores 84 % on yes/no questions, so an overall figure alone hides wh
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 from secure_mor.data.schema import normalize_answer
 from secure_mor.models.factory import Vlm
 from secure_mor.models.prompts import vqa_prompt
+from secure_mor.models.sft import IGNORE, SftBatcher
 
 OVERALL = "overall"
 
@@ -32,11 +34,17 @@ class KindScore:
     questions: int
     correct: int
     baseline_correct: int
+    gold_probability: float = math.nan  # Σ over questions of π(gold answer), sampling at temperature 1
 
     @property
     def accuracy(self) -> float:
         """Share of questions answered exactly right."""
         return self.correct / self.questions if self.questions else float("nan")
+
+    @property
+    def expected_accuracy(self) -> float:
+        """Mean probability that an answer sampled at temperature 1 is the gold one (what GRPO raises)."""
+        return self.gold_probability / self.questions if self.questions else float("nan")
 
     @property
     def baseline_accuracy(self) -> float:
@@ -56,6 +64,7 @@ class EvalResult:
             kind: {
                 "questions": s.questions,
                 "accuracy": round(s.accuracy, 4),
+                "expected_accuracy": round(s.expected_accuracy, 4),
                 "text_only_baseline": round(s.baseline_accuracy, 4),
             }
             for kind, s in self.scores.items()
@@ -111,22 +120,52 @@ def evaluate_vlm(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Exact-match accuracy of ``vlm`` on every row of ``test``, per kind and overall."""
-    tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    """Accuracy of ``vlm`` on every row of ``test``, per kind and overall.
+
+    Two measures: exact match of the greedy answer (``accuracy``), and the probability the policy gives
+    the gold answer when sampling at temperature 1 (``expected_accuracy``) — the quantity GRPO's
+    sampled rewards raise, which moves long before the greedy answer flips.
+    """
+    tallies: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
     vlm.model.eval()
+    batcher = SftBatcher(vlm.processor, test)
     for start in range(0, len(test), batch_size):
         batch = test[start : start + batch_size]
         answers = generate_answers(vlm, batch["image"], batch["question"])
-        for question, gold, kind, answer in zip(
-            batch["question"], batch["answer"], batch["kind"], answers, strict=True
+        gold_probability = answer_probabilities(vlm, batcher, range(start, start + len(answers)))
+        for question, gold, kind, answer, p in zip(
+            batch["question"], batch["answer"], batch["kind"], answers, gold_probability, strict=True
         ):
             gold_norm = normalize_answer(gold)
             for key in (kind, OVERALL):
                 tallies[key][0] += 1
                 tallies[key][1] += normalize_answer(answer) == gold_norm
                 tallies[key][2] += baseline.answer(question) == gold_norm
+                tallies[key][3] += p
         if progress is not None:
             progress(len(batch["question"]))
     order = [*sorted(k for k in tallies if k != OVERALL), OVERALL]
-    scores = {k: KindScore(*tallies[k]) for k in order}
+    scores = {
+        k: KindScore(int(t[0]), int(t[1]), int(t[2]), float(t[3]))
+        for k, t in ((k, tallies[k]) for k in order)
+    }
     return EvalResult(scores=MappingProxyType(scores))
+
+
+def answer_probabilities(vlm: Vlm, batcher: SftBatcher, rows: Sequence[int]) -> list[float]:
+    """π(gold answer, then end of turn | image, question) for ``rows``: its tokens' probabilities."""
+    inputs = batcher.batch(list(rows))
+    labels = inputs.pop("labels")
+    model: Any = vlm.model
+    with torch.no_grad():
+        logits = model(**inputs).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.exp((logp * mask).sum(dim=1)).tolist()
+
+
+def evaluate_held_out(vlm: Vlm, splits: Any, limit: int) -> EvalResult:
+    """Accuracy on the same seeded ``limit`` test questions every run uses (baseline from the foundation)."""
+    subset = splits.test.select(sample_rows(len(splits.test), limit, seed=0))
+    return evaluate_vlm(vlm, subset, TextOnlyBaseline(splits.foundation))

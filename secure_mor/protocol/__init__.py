@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from secure_mor.protocol import federation_pb2_grpc as _grpc
+from secure_mor.protocol import federation_pb2 as _pb2
 from secure_mor.protocol.federation_pb2 import (
     CkksParameters,
     Contribution,
@@ -21,6 +21,7 @@ from secure_mor.protocol.federation_pb2 import (
     WeightSummary,
 )
 from secure_mor.protocol.federation_pb2_grpc import KeyHolderServicer, KeyHolderStub
+from secure_mor.protocol.parsing import Unparsable, excerpt, register, tolerant
 
 PROTO_FILE = "secure_mor/protocol/federation.proto"
 """The proto's path relative to the repository root (its import path for protoc: ``-I <root>``)."""
@@ -32,8 +33,23 @@ def keyholder_stub(channel: grpc.Channel) -> KeyHolderStub:
 
 
 def add_keyholder_servicer(servicer: KeyHolderServicer, server: grpc.Server) -> None:
-    """Register a ``KeyHolder`` servicer with a gRPC server (a typed wrapper of the generated function)."""
-    _grpc.add_KeyHolderServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    """Register a ``KeyHolder`` servicer; requests that do not parse reach it as ``Unparsable``."""
+    register(
+        server,
+        _pb2.DESCRIPTOR.services_by_name["KeyHolder"],
+        {
+            "GetPublicContext": grpc.unary_unary_rpc_method_handler(
+                servicer.GetPublicContext,
+                request_deserializer=tolerant(GetPublicContextRequest),
+                response_serializer=PublicContext.SerializeToString,
+            ),
+            "DecryptAggregate": grpc.unary_unary_rpc_method_handler(
+                servicer.DecryptAggregate,
+                request_deserializer=tolerant(DecryptAggregateRequest),
+                response_serializer=DecryptAggregateResponse.SerializeToString,
+            ),
+        },
+    )
 
 
 __all__ = [
@@ -47,7 +63,9 @@ __all__ = [
     "KeyHolderServicer",
     "KeyHolderStub",
     "PublicContext",
+    "Unparsable",
     "WeightSummary",
     "add_keyholder_servicer",
+    "excerpt",
     "keyholder_stub",
 ]

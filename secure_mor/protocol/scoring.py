@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import grpc
 
-from secure_mor.protocol import scoring_pb2_grpc as _grpc
+from secure_mor.protocol import scoring_pb2 as _pb2
+from secure_mor.protocol.parsing import register, tolerant
 from secure_mor.protocol.scoring_pb2 import (
     CalibrationItem,
     CalibrationReply,
@@ -37,8 +38,18 @@ def federation_stub(channel: grpc.Channel) -> FederationStub:
 
 
 def add_federation_servicer(servicer: FederationServicer, server: grpc.Server) -> None:
-    """Register a ``Federation`` servicer with a gRPC server (a typed wrapper of the generated function)."""
-    _grpc.add_FederationServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    """Register a ``Federation`` servicer; stream messages that do not parse reach it as ``Unparsable``."""
+    register(
+        server,
+        _pb2.DESCRIPTOR.services_by_name["Federation"],
+        {
+            "Connect": grpc.stream_stream_rpc_method_handler(
+                servicer.Connect,
+                request_deserializer=tolerant(ClientMessage),
+                response_serializer=ServerMessage.SerializeToString,
+            )
+        },
+    )
 
 
 __all__ = [

@@ -85,20 +85,27 @@ def _accuracy(out: Path, state: Any) -> list[str]:
     if state.base_eval is None and state.policy_eval is None:
         return []
     lines = [
-        "## Test accuracy per kind (exact match)",
+        "## Test accuracy per kind",
         "",
-        "| kind | base | after MoR GRPO | text-only baseline |",
-        "|---|---|---|---|",
+        "Greedy: exact match of the greedy answer. Expected: the probability the policy gives the gold",
+        "answer when sampling at temperature 1 — what GRPO's sampled rewards raise first.",
+        "",
+        "| kind | greedy: base | greedy: after | expected: base | expected: after | text-only baseline |",
+        "|---|---|---|---|---|---|",
     ]
     kinds = [k for k in KINDS if k in (state.base_eval or state.policy_eval or {})]
     for kind in kinds:
         base = (state.base_eval or {}).get(kind, {})
         after = (state.policy_eval or {}).get(kind, {})
         baseline = base.get("text_only_baseline", after.get("text_only_baseline"))
-        cells = [
-            f"{v:.1%}" if isinstance(v, float) else "–"
-            for v in (base.get("accuracy"), after.get("accuracy"), baseline)
-        ]
+        values = (
+            base.get("accuracy"),
+            after.get("accuracy"),
+            base.get("expected_accuracy"),
+            after.get("expected_accuracy"),
+            baseline,
+        )
+        cells = [f"{v:.1%}" if isinstance(v, float) else "–" for v in values]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     if state.base_eval and state.policy_eval:
         figure, axis = plt.subplots(figsize=(6, 3.2))

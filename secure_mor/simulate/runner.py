@@ -15,7 +15,7 @@ import socket
 import time
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from secure_mor import __version__
 from secure_mor.data import DataConfig, load_splits
 from secure_mor.errors import SecureMorError
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.settings import SimulateConfig
+from secure_mor.simulate.settings import ClientSpec, SimulateConfig
 
 Progress = Callable[[str, float, float | None, str], None]
 """Called with (phase, done, total or None, detail) as the run advances."""
@@ -111,59 +111,35 @@ class Simulation:
         return [c.name for c in self.config.clients]
 
     def _base(self) -> Path:
-        from secure_mor.models.pretrain import MANIFEST, BaseConfig, BasePretrainer, PretrainConfig
-
-        settings = BaseConfig(
-            data=DataConfig(seed=self.config.seed),
-            pretrain=PretrainConfig(steps=self.config.base_steps, seed=self.config.seed),
-        )
-        key = hashlib.sha256(json.dumps(asdict(settings), default=str, sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
-        cache = self.config.base_cache.expanduser() / key
-        if (cache / MANIFEST).exists():
-            self.progress("base model", 1, 1, f"reusing {cache}")
-            return cache
-
         def report(step: int, total: int, loss: float) -> None:
             self.progress("base model", step, total, f"loss {loss:.3f}")
 
-        BasePretrainer(settings).run(cache, progress=report)
-        return cache
+        return cached_base(self.config.seed, self.config.base_steps, self.config.base_cache, report)
 
     def _reward_models(self, fed: Path, base: Path) -> None:
-        from secure_mor.client.config import load_client_config
-        from secure_mor.client.run import train_from_config
-
         for spec in self.config.clients:
-            path = fed / "clients" / spec.name / "client.toml"
-            model: dict[str, Any] = {
-                "architecture": spec.architecture,
-                "limit": self.config.rm_pairs,
-                "seed": self.config.seed,
-            }
-            if spec.architecture == "lora-vlm":
-                model["base_model"] = str(base)
-            update_toml(path, {
-                "data": {"seed": self.config.seed},
-                "reward_model": model,
-                "training": {"epochs": self.config.rm_epochs},
-                "privacy": {"epsilon": self.config.epsilon},
-                "agent": {"heartbeat_seconds": 1.0, "reconnect_initial_seconds": 0.2,
-                          "reconnect_max_seconds": 2.0},
-            })  # fmt: skip
+            update_toml(fed / "clients" / spec.name / "client.toml", {"agent": {
+                "heartbeat_seconds": 1.0, "reconnect_initial_seconds": 0.2, "reconnect_max_seconds": 2.0,
+            }})  # fmt: skip
 
-            def report(step: int, total: int, loss: float, name: str = spec.name) -> None:
-                self.progress("reward models", step, total, f"{name}: loss {loss:.3f}")
+        def report(name: str, step: int, total: int, loss: float) -> None:
+            self.progress("reward models", step, total, f"{name}: loss {loss:.3f}")
 
-            result, _ = train_from_config(load_client_config(path), progress=report)
-            self.state.clients[spec.name] = {
-                "architecture": spec.architecture,
-                "heldout_accuracy": result.accuracy,
-                "epsilon": result.epsilon,
-                "seconds": result.seconds,
-                "pairs": result.dataset_size,
-            }
+        self.state.clients.update(
+            train_reward_models(
+                fed,
+                self.config.clients,
+                base=base,
+                data_seed=self.config.seed,
+                seed=self.config.seed,
+                epsilon=self.config.epsilon,
+                pairs=self.config.rm_pairs,
+                epochs=self.config.rm_epochs,
+                public_pairs=self.config.rm_public_pairs,
+                public_cache=self.config.base_cache.expanduser().parent / "compact",
+                progress=report,
+            )
+        )
 
     def _federation(self, fed: Path, base: Path) -> None:
         config = self.config
@@ -175,7 +151,8 @@ class Simulation:
             "run": {"base_model": str(base), "run_dir": str(self.out / "run"), "routing": config.routing,
                     "eval_limit": config.eval_limit, "run_id": f"sim-{int(time.time())}"},
             "grpo": {"steps": config.grpo_steps, "prompts_per_step": config.prompts_per_step,
-                     "group_size": config.group_size, "seed": config.seed},
+                     "group_size": config.group_size, "learning_rate": config.learning_rate,
+                     "seed": config.seed},
             "data": {"seed": config.seed},
         })  # fmt: skip
         for name in self._names():
@@ -211,13 +188,11 @@ class Simulation:
         self.state.policy_eval = json.loads(eval_file.read_text()) if eval_file.exists() else None
 
     def _evaluate_base(self, base: Path) -> None:
-        from secure_mor.models.evaluate import TextOnlyBaseline, evaluate_vlm, sample_rows
+        from secure_mor.models.evaluate import evaluate_held_out
         from secure_mor.models.factory import load_vlm
 
         splits = load_splits(DataConfig(seed=self.config.seed))
-        test = splits.test.select(sample_rows(len(splits.test), self.config.eval_limit, seed=0))
-        result = evaluate_vlm(load_vlm(base), test, TextOnlyBaseline(splits.foundation))
-        self.state.base_eval = result.to_json()
+        self.state.base_eval = evaluate_held_out(load_vlm(base), splits, self.config.eval_limit).to_json()
         (self.out / "base_eval.json").write_text(json.dumps(self.state.base_eval, indent=2) + "\n")
 
     def _audit(self, fed: Path) -> None:
@@ -228,6 +203,74 @@ class Simulation:
         (self.out / "audit.json").write_text(json.dumps(document, indent=2) + "\n")
         (self.out / "audit.md").write_text(report.to_markdown(__version__))
         self.state.audit = document
+
+
+def cached_base(
+    seed: int, steps: int, cache: Path, progress: Callable[[int, int, float], None] | None = None
+) -> Path:
+    """The pretrained base for (data seed, steps): reused from ``cache`` when a run already made it."""
+    from secure_mor.models.pretrain import MANIFEST, BaseConfig, BasePretrainer, PretrainConfig
+
+    settings = BaseConfig(data=DataConfig(seed=seed), pretrain=PretrainConfig(steps=steps, seed=seed))
+    key = hashlib.sha256(json.dumps(asdict(settings), default=str, sort_keys=True).encode()).hexdigest()
+    folder = cache.expanduser() / key[:16]
+    if not (folder / MANIFEST).exists():
+        BasePretrainer(settings).run(folder, progress=progress)
+    return folder
+
+
+def train_reward_models(
+    fed: Path,
+    clients: Sequence[ClientSpec],
+    *,
+    base: Path,
+    data_seed: int,
+    seed: int,
+    epsilon: float,
+    pairs: int,
+    epochs: int,
+    public_pairs: int,
+    public_cache: Path,
+    progress: Callable[[str, int, int, float], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train each client's reward model in its kit (``fed/clients/<name>``), as its own config says.
+
+    ``data_seed`` picks the data split (the shard), ``seed`` the model's initialisation, pair order and
+    DP noise. Writes the sizes into each client's ``client.toml`` first, so the kit records what was run; each
+    training appends to that client's signed privacy ledger. Returns a summary per client.
+    """
+    from secure_mor.client.config import load_client_config
+    from secure_mor.client.run import train_from_config
+
+    summary: dict[str, dict[str, Any]] = {}
+    for spec in clients:
+        path = fed / "clients" / spec.name / "client.toml"
+        model: dict[str, Any] = {"architecture": spec.architecture, "limit": pairs, "seed": seed}
+        if spec.architecture == "lora-vlm":
+            model["base_model"] = str(base)
+        else:  # public pretraining (no privacy cost), cached across runs
+            model["public_pairs_per_kind"] = public_pairs
+            model["public_cache"] = str(public_cache)
+        update_toml(path, {
+            "data": {"seed": data_seed},
+            "reward_model": model,
+            "training": {"epochs": epochs},
+            "privacy": {"epsilon": epsilon},
+        })  # fmt: skip
+
+        def report(step: int, total: int, loss: float, name: str = spec.name) -> None:
+            if progress is not None:
+                progress(name, step, total, loss)
+
+        result, _ = train_from_config(load_client_config(path), progress=report)
+        summary[spec.name] = {
+            "architecture": spec.architecture,
+            "heldout_accuracy": result.accuracy,
+            "epsilon": result.epsilon,
+            "seconds": result.seconds,
+            "pairs": result.dataset_size,
+        }
+    return summary
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -29,10 +29,14 @@ class SimulateConfig:
     epsilon: float = help_field(3.0, "ε of each client's DP reward-model training (δ = 1e-5).")
     rm_pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
     rm_epochs: int = help_field(20, "DP-SGD epochs of the reward models.")
+    rm_public_pairs: int = help_field(
+        3000, "Compact reward models: public pairs per kind of their public pretraining (cached)."
+    )
     base_steps: int = help_field(1500, "Pretraining steps of the tiny base VLM (cached between runs).")
     base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
     routing: str = help_field("router", "'router' (MoR), 'uniform', 'single:<client>' or 'gold'.")
     grpo_steps: int = help_field(60, "GRPO steps of the server.")
+    learning_rate: float = help_field(5e-4, "GRPO learning rate (of the policy's LoRA adapters).")
     prompts_per_step: int = help_field(8, "B: prompts per GRPO step.")
     group_size: int = help_field(8, "G: completions per prompt.")
     eval_limit: int = help_field(500, "Test questions evaluated before and after alignment.")
@@ -46,10 +50,11 @@ class SimulateConfig:
             require(getattr(self, name) >= 1, name, f"expected an integer ≥ 1, found {getattr(self, name)}")
         require(self.group_size >= 2, "group_size", f"expected ≥ 2, found {self.group_size}")
         require(self.epsilon > 0, "epsilon", f"expected a number > 0, found {self.epsilon}")
+        require(self.learning_rate > 0, "learning_rate", f"expected a number > 0, found {self.learning_rate}")
 
     def quick(self) -> SimulateConfig:
         """The same run at test size: the same code path, smaller numbers (``--quick``)."""
         return dataclasses.replace(
             self, rm_pairs=96, rm_epochs=3, base_steps=300, grpo_steps=6, prompts_per_step=4, group_size=4,
-            eval_limit=96,
+            eval_limit=96, rm_public_pairs=32,
         )  # fmt: skip

@@ -45,6 +45,7 @@ def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path,
     with config.open("a") as file:
         file.write(
             "\n[reward_model]\nlimit = 40\nhidden = 8\nvocab_buckets = 32\n"
+            'public_epochs = 1\npublic_pairs_per_kind = 8\npublic_cache = "cache"\n'
             "[training]\nepochs = 1\nbatch_size = 8\n[privacy]\nepsilon = 2.0\nbudget = 3.0\ndelta = 1e-3\n"
         )
     assert main(["client", "train-rm", "--config", str(config)]) == 0
@@ -55,6 +56,8 @@ def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path,
     meta = json.loads((state / "reward_model" / "reward_model.json").read_text())
     assert meta["private"]
     assert meta["architecture"] == "compact"
+    key = meta["settings"]["public_init"]  # started from the public pretraining, cached beside the config
+    assert (config.parent / "cache" / key / "compact_public.pt").is_file()
     assert main(["client", "train-rm", "--config", str(config)]) == 1  # 2 + 2 > 3
     assert "privacy budget exceeded" in capsys.readouterr().err
     assert len((state / "privacy_ledger.jsonl").read_text().splitlines()) == 1

@@ -1,0 +1,62 @@
+"""``secure-mor experiment``: the privacy–utility grid (methods × ε × seeds), resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, TaskID
+
+from secure_mor.cli.app import console
+from secure_mor.cli.progress import progress_bar
+from secure_mor.config import load_config
+
+
+def experiment_command(
+    config: Path = typer.Option(..., "--config", "-c", help="TOML file with an [experiment] table."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Results folder (overrides experiment.out)."),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="Write the table and plots from the finished cells; run nothing."
+    ),
+) -> int:
+    """Run every unfinished cell of the grid, then write results.csv, results.md and plots."""
+    import dataclasses
+
+    from secure_mor.experiment.report import write_report  # torch, TRL: load only when run
+    from secure_mor.experiment.runner import Experiment
+    from secure_mor.experiment.settings import ExperimentConfig
+
+    settings = load_config(ExperimentConfig, config, table="experiment")
+    if out is not None:
+        settings = dataclasses.replace(settings, out=out)
+    experiment = Experiment(settings)
+    if report_only:
+        results = experiment.store.load()
+    else:
+        with progress_bar() as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def report(phase: str, done: float, total: float | None, detail: str) -> None:
+                _show(bar, tasks, phase, done, total, detail)
+
+            experiment.progress = report
+            try:
+                results = experiment.run()
+            except KeyboardInterrupt:
+                results = experiment.store.load()
+                path = write_report(settings, results)
+                console.print(
+                    f"[yellow]interrupted[/]: {len(results)} finished cell(s) kept; table in {path}"
+                )
+                return 130
+    path = write_report(settings, results)
+    console.print(f"{len(results)} cell(s) · table: {path}")
+    return 0
+
+
+def _show(
+    bar: Progress, tasks: dict[str, TaskID], phase: str, done: float, total: float | None, detail: str
+) -> None:
+    if phase not in tasks:
+        tasks[phase] = bar.add_task(phase, total=total, status=detail)
+    bar.update(tasks[phase], completed=done, total=total, status=detail)

@@ -1,0 +1,1 @@
+"""The privacy–utility study: a grid of methods × ε × seeds (``secure-mor experiment``)."""

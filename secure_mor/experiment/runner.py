@@ -1,0 +1,263 @@
+"""``Experiment``: run every unfinished cell of the grid, then write the table and plots.
+
+Order: the base and gold cells (they do not depend on ε), then for each (ε, seed) the clients' reward
+models — trained once in that pair's own kit, with signed privacy ledgers — and every method that uses
+them. Reward-based methods run TRL's GRPO through ``FederatedAlignment`` with the in-process
+``LocalMixture`` reward; FedAvg-DPO runs ``FedAvgDpo``. Every cell is evaluated on the same held-out
+test questions. Finished cells are read back from ``results.csv`` and never recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from secure_mor.data import DataConfig, load_splits
+from secure_mor.experiment.results import Cell, CellResult, ResultStore, finished, format_epsilon
+from secure_mor.experiment.settings import ExperimentConfig
+
+Progress = Callable[[str, float, float | None, str], None]
+"""Called with (phase, done, total or None, detail) as the experiment advances."""
+
+
+class Experiment:
+    """The privacy–utility grid of one ``ExperimentConfig`` (entry object of ``secure-mor experiment``)."""
+
+    def __init__(self, config: ExperimentConfig, progress: Progress | None = None) -> None:
+        self.config = config
+        self.out = config.out
+        self.progress = progress or (lambda phase, done, total, detail: None)
+        self.store = ResultStore(self.out / "results.csv")
+        self._splits: Any = None
+        self._reference: Any = None
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the grid, in the order they run."""
+        config = self.config
+        shared = [m for m in config.methods if not config.depends_on_epsilon(m)]
+        private = [m for m in config.methods if config.depends_on_epsilon(m)]
+        cells = [Cell("base", None, config.seeds[0])] if "base" in shared else []
+        cells += [Cell(m, None, seed) for seed in config.seeds for m in shared if m != "base"]
+        cells += [Cell(m, eps, seed) for eps in config.epsilons for seed in config.seeds for m in private]
+        return cells
+
+    def run(self) -> list[CellResult]:
+        """Run what is not finished yet; return every result (old and new)."""
+        results = self.store.load()
+        done = finished(results)
+        todo = [cell for cell in self.cells() if cell not in done]
+        self.progress("grid", len(self.cells()) - len(todo), len(self.cells()), f"{len(todo)} cell(s) to run")
+        with warnings.catch_warnings():
+            # Opacus' PRV accountant takes log(0) on its grid edges (harmless); keep the display clean.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="opacus")
+            for cell in todo:
+                self.progress("cell", 0, None, cell.name)
+                result = self._run_cell(cell)
+                self.store.append(result)
+                results.append(result)
+                overall = result.accuracy.get("overall", math.nan)
+                self.progress(
+                    "grid", len(finished(results)), len(self.cells()), f"{cell.name}: {overall:.3f}"
+                )
+        return results
+
+    # -- cells -------------------------------------------------------------------------------------
+
+    def _run_cell(self, cell: Cell) -> CellResult:
+        started = time.monotonic()
+        details: dict[str, Any] = {}
+        if cell.method == "base":
+            from secure_mor.models.evaluate import evaluate_held_out
+
+            evaluation = evaluate_held_out(self.reference, self.splits, self.config.eval_limit)
+        elif cell.method == "fedavg-dpo":
+            evaluation, details = self._fedavg(cell)
+        else:
+            evaluation, details = self._grpo(cell)
+        folder = self.out / "cells" / cell.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "eval.json").write_text(json.dumps(evaluation.to_json(), indent=2) + "\n")
+        accuracy = {kind: score.accuracy for kind, score in evaluation.scores.items()}
+        expected = {kind: score.expected_accuracy for kind, score in evaluation.scores.items()}
+        return CellResult(cell, accuracy, time.monotonic() - started, details, expected)
+
+    def _grpo(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
+        from secure_mor.server.config import RunSettings, ServerConfig
+        from secure_mor.server.training import FederatedAlignment
+
+        config = self.config
+        names = tuple(c.name for c in config.clients)
+        run = RunSettings(
+            base_model=self.base,
+            run_dir=self.out / "cells" / cell.name,
+            run_id=cell.name.replace("_", "."),
+            routing=cell.method,
+            clients=names,
+            calibration_items=config.calibration_items,
+            eval_limit=config.eval_limit,
+        )
+        server = ServerConfig(
+            run=run,
+            router=dataclasses.replace(config.router, seed=cell.seed),
+            grpo=dataclasses.replace(config.grpo, seed=cell.seed),
+            data=DataConfig(seed=config.data_seed),
+        )
+        mixture = None if cell.method == "gold" else self._mixture(cell, run)
+
+        def report(step: int, total: int, reward: float) -> None:
+            self.progress("cell", step, total, f"{cell.name}: reward {reward:.3f}")
+
+        alignment = FederatedAlignment(server, progress=report)
+        result = alignment.run(reward=mixture)
+        details: dict[str, Any] = {"steps": result.steps}
+        if mixture is not None:
+            details["router_weights"] = mixture.mean_weights()
+            details["reward_models"] = self._rm_summary(cell)
+        return result.evaluation, details
+
+    def _mixture(self, cell: Cell, run: Any) -> Any:
+        from secure_mor.experiment.rewards import LocalMixture, local_calibration
+        from secure_mor.models.features import prompt_features
+        from secure_mor.server.calibration import calibration_pairs, fit_router
+        from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
+
+        assert cell.epsilon is not None
+        models = self._reward_models(cell.epsilon, cell.seed)
+
+        def features(images: Any, questions: Any) -> Any:
+            return prompt_features(self.reference, images, questions)
+
+        routing: Routing
+        if cell.method == "uniform":
+            routing = UniformRouting()
+        elif cell.method.startswith("single:"):
+            routing = SingleRouting(f"client:{cell.method.removeprefix('single:')}")
+        else:
+            router_config = dataclasses.replace(self.config.router, seed=cell.seed)
+            pairs = calibration_pairs(self.splits.calibration, run.calibration_items, router_config.seed)
+            routing, _ = fit_router(
+                router_config,
+                run.identities,
+                pairs,
+                features,
+                local_calibration(models, max_items=len(pairs)),
+                request_id=f"{run.run_id}/calibration",
+            )
+            assert isinstance(routing, LearnedRouting)
+            routing.save(run.run_dir / "router")
+        return LocalMixture(models, routing, features)
+
+    def _fedavg(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
+        from secure_mor.client.config import load_client_config
+        from secure_mor.client.run import client_pairs
+        from secure_mor.experiment.fedavg_dpo import FedAvgDpo
+        from secure_mor.models.evaluate import evaluate_held_out
+
+        assert cell.epsilon is not None
+        kit = self._kit(cell.epsilon, cell.seed)
+        pairs = {
+            c.name: client_pairs(load_client_config(kit / "clients" / c.name / "client.toml")).train
+            for c in self.config.clients
+        }
+
+        def report(round_: int, rounds: int, detail: str) -> None:
+            self.progress("cell", round_, rounds, f"{cell.name}: round {round_}/{rounds}, {detail}")
+
+        work = self.out / "cells" / cell.name
+        result = FedAvgDpo(self.base, self.config.fedavg, seed=cell.seed, work_dir=work).run(
+            pairs, cell.epsilon, progress=report
+        )
+        evaluation = evaluate_held_out(result.policy, self.splits, self.config.eval_limit)
+        norms = sorted(result.update_norms)
+        return evaluation, {
+            "noise_multiplier": result.noise_multiplier,
+            "rounds": result.rounds,
+            "median_update_norm": norms[len(norms) // 2],
+        }
+
+    # -- shared pieces -----------------------------------------------------------------------------
+
+    @property
+    def base(self) -> Path:
+        """The shared pretrained base (made once, cached across experiments and simulations)."""
+        from secure_mor.simulate.runner import cached_base
+
+        def report(step: int, total: int, loss: float) -> None:
+            self.progress("base model", step, total, f"loss {loss:.3f}")
+
+        return cached_base(self.config.data_seed, self.config.base_steps, self.config.base_cache, report)
+
+    @property
+    def splits(self) -> Any:
+        """The data split every cell shares."""
+        if self._splits is None:
+            self._splits = load_splits(DataConfig(seed=self.config.data_seed))
+        return self._splits
+
+    @property
+    def reference(self) -> Any:
+        """The frozen base VLM (features for the router; the ``base`` method's policy)."""
+        if self._reference is None:
+            from secure_mor.models.factory import load_vlm
+
+            self._reference = load_vlm(self.base)
+        return self._reference
+
+    def _kit(self, epsilon: float, seed: int) -> Path:
+        """The (ε, seed) pair's federation kit, with every client's reward model trained in it."""
+        from secure_mor.crypto.provision import create_federation
+        from secure_mor.simulate.runner import train_reward_models, update_toml
+
+        kit = self.out / "kits" / f"eps-{format_epsilon(epsilon)}_seed-{seed}"
+        summary = kit / "reward_models.json"
+        if summary.exists():
+            return kit
+        names = [c.name for c in self.config.clients]
+        create_federation(kit, names, force=True)
+        if math.isfinite(epsilon):  # one training per kit: its budget is that run's ε
+            for name in names:
+                update_toml(
+                    kit / "clients" / name / "client.toml", {"privacy": {"budget": max(epsilon, 10.0)}}
+                )
+
+        def report(name: str, step: int, total: int, loss: float) -> None:
+            self.progress("reward models", step, total, f"ε={format_epsilon(epsilon)} seed {seed} {name}")
+
+        trained = train_reward_models(
+            kit,
+            self.config.clients,
+            base=self.base,
+            data_seed=self.config.data_seed,
+            seed=seed,
+            epsilon=epsilon,
+            pairs=self.config.rm_pairs,
+            epochs=self.config.rm_epochs,
+            public_pairs=self.config.rm_public_pairs,
+            public_cache=self.config.base_cache.expanduser().parent / "compact",
+            progress=report,
+        )
+        summary.write_text(json.dumps(trained, indent=2) + "\n")
+        return kit
+
+    def _reward_models(self, epsilon: float, seed: int) -> dict[str, Any]:
+        from secure_mor.client.config import load_client_config
+        from secure_mor.client.reward_model import load_reward_model
+
+        kit = self._kit(epsilon, seed)
+        return {
+            c.name: load_reward_model(
+                load_client_config(kit / "clients" / c.name / "client.toml").reward_model.out
+            )
+            for c in self.config.clients
+        }
+
+    def _rm_summary(self, cell: Cell) -> dict[str, Any]:
+        assert cell.epsilon is not None
+        trained = json.loads((self._kit(cell.epsilon, cell.seed) / "reward_models.json").read_text())
+        return {name: round(info["heldout_accuracy"], 4) for name, info in trained.items()}

@@ -1,0 +1,129 @@
+"""Public pretraining of the compact model: public data only, cached by recipe, frozen convolutions under DP.
+
+The public start must never read a client's shard (it is computed from the public splits, with no privacy
+cost); it is cached by a hash of its recipe; under DP the frozen convolutions must not move, ghost
+clipping's per-pair norms must still equal per-pair autograd norms, and the ledger still records the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from opacus import PrivacyEngine
+from torch.utils.data import DataLoader, TensorDataset
+
+from secure_mor.client import public_init
+from secure_mor.client.bt_loss import BradleyTerryLoss
+from secure_mor.client.compact import CompactRewardModel
+from secure_mor.client.config import PrivacyConfig, RewardModelConfig, TrainingConfig
+from secure_mor.client.ledger import DP_RUN, PrivacyLedger
+from secure_mor.client.public_init import PublicRecipe, public_pairs, public_state
+from secure_mor.client.reward_model import RewardModel
+from secure_mor.client.training import train_reward_model
+from secure_mor.crypto.signing import SigningKey
+from secure_mor.data import DataConfig, FederatedSplits
+
+
+def per_pair_grads(
+    module: torch.nn.Module, tensors: tuple[torch.Tensor, ...]
+) -> list[dict[str, torch.Tensor]]:
+    """Autograd gradient of the Bradley–Terry loss of each pair alone (trainable parameters only)."""
+    out = []
+    for i in range(tensors[0].shape[0]):
+        module.zero_grad()
+        BradleyTerryLoss(reduction="sum")(module(*(t[i : i + 1] for t in tensors))).backward()
+        out.append({n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None})
+    module.zero_grad()
+    return out
+
+
+TINY = RewardModelConfig(
+    architecture="compact", hidden=8, vocab_buckets=32, public_epochs=1, public_pairs_per_kind=8
+)
+
+
+def test_public_pairs_come_from_the_public_splits_only(easy_splits: FederatedSplits) -> None:
+    pairs = public_pairs(easy_splits, pairs_per_kind=8, seed=0)
+    assert len(pairs) == 8 * len(set(pairs["kind"]))
+    public = {
+        *easy_splits.foundation["image_id"],
+        *easy_splits.prompts["image_id"],
+        *easy_splits.calibration["image_id"],
+    }
+    private = {image for shard in easy_splits.clients.values() for image in shard["image_id"]}
+    assert set(pairs["image_id"]) <= public
+    assert not set(pairs["image_id"]) & private
+
+
+def test_public_state_is_cached_by_recipe(
+    easy_splits: FederatedSplits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = dataclasses.replace(TINY, public_cache=tmp_path)
+    state, key = public_state(config, DataConfig(), easy_splits)
+    assert key == PublicRecipe.of(config, DataConfig()).key
+    assert (tmp_path / key / public_init.WEIGHTS).is_file()
+    assert set(state) == set(CompactRewardModel(32, 8).state_dict())
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached weights should have been reused")
+
+    monkeypatch.setattr(public_init, "pretrain_compact", no_training)
+    again, same = public_state(config, DataConfig(), easy_splits)
+    assert same == key
+    for name, tensor in state.items():
+        torch.testing.assert_close(again[name], tensor)
+    other = dataclasses.replace(config, public_epochs=2)
+    assert PublicRecipe.of(other, DataConfig()).key != key  # another recipe, another cache entry
+
+
+def test_dp_run_from_the_public_start_keeps_convolutions_frozen(pairs, tmp_path: Path) -> None:
+    state = {k: v.clone() for k, v in CompactRewardModel(32, 8).state_dict().items()}
+    ledger = PrivacyLedger(tmp_path / "ledger.jsonl", SigningKey.generate("client:alice"))
+    result = train_reward_model(
+        pairs.select(range(24)),
+        pairs.select(range(24, 32)),
+        model_config=TINY,
+        training=TrainingConfig(epochs=2, batch_size=8, physical_batch_size=4, learning_rate=0.1),
+        privacy=PrivacyConfig(epsilon=8.0, delta=1e-3, budget=10.0),
+        epsilon=8.0,
+        ledger=ledger,
+        initial_state=state,
+        public_init="recipe-key",
+    )
+    trained = result.model.module.state_dict()
+    for name, tensor in state.items():
+        moved = not torch.equal(trained[name], tensor)
+        assert moved != name.startswith("conv"), name  # convolutions frozen; every other layer trained
+    assert result.model.settings["public_init"] == "recipe-key"
+    assert result.grad_sample_mode == "ghost"
+    assert ledger.entries[-1].kind == DP_RUN
+
+
+def test_ghost_norms_with_frozen_convolutions_equal_per_pair_autograd(compact: RewardModel, pairs) -> None:
+    module = compact.module
+    assert isinstance(module, CompactRewardModel)
+    module.freeze_convolutions()
+    tensors = tuple(compact.encoder.pairs(pairs.select(range(6))).tensors)
+    expected = per_pair_grads(module, tensors)
+    assert expected[0]
+    assert not any(name.startswith("conv") for name in expected[0])
+    norms = torch.stack(
+        [torch.stack([(g**2).sum() for g in grads.values()]).sum().sqrt() for grads in expected]
+    )
+    copied = copy.deepcopy(module)
+    model, _optimizer, criterion, _ = PrivacyEngine(accountant="prv").make_private(
+        module=copied,
+        optimizer=torch.optim.SGD([p for p in copied.parameters() if p.requires_grad], lr=1.0),
+        criterion=BradleyTerryLoss(),
+        data_loader=DataLoader(TensorDataset(*tensors), batch_size=len(tensors[0])),
+        noise_multiplier=0.0,
+        max_grad_norm=1e6,
+        poisson_sampling=False,
+        grad_sample_mode="ghost",
+    )
+    criterion(model(*tensors)).backward()
+    torch.testing.assert_close(model.per_sample_gradient_norms, norms, atol=1e-5, rtol=1e-4)
