@@ -38,6 +38,20 @@ class LogIntegrityError(CryptoError):
     exit_code = 1
 
 
+class LogWriteError(CryptoError):
+    """A signed log cannot be opened or appended to (disk full, read-only, file too large).
+
+    The message names the file and the operating system's reason; an append that fails is cut back, so
+    the log on disk is left exactly as it was (it still verifies). ``errno`` is the OS error number.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class PolicyRefusal(CryptoError):  # noqa: N818 (a refusal is a decision, not a fault)
     """The key holder refuses a request; ``code`` is the name of the ``grpc.StatusCode`` it answers with."""
 

@@ -7,11 +7,16 @@ restart too), then listens with mTLS only. Every call is authorised by the calle
 ``GetPublicContext`` for identities on the allowlist, ``DecryptAggregate`` for the server identity only,
 then the policy (``secure_mor.crypto.policy``). Refusals are answered with a precise status and written
 to the service log; decryptions are appended to the signed decryption log before the values are sent.
+When that append fails (disk full, file-size limit, read-only folder) no value is sent: the call is
+answered ``RESOURCE_EXHAUSTED`` (no space) or ``UNAVAILABLE`` (any other write error) naming the log
+file, the step id stays undecrypted (it may be retried once the disk is fixed) and the log is unchanged.
+A service log that cannot be written never fails a call: the line goes to stderr instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import threading
 from concurrent import futures
@@ -22,7 +27,7 @@ import grpc
 
 from secure_mor import protocol as pb
 from secure_mor.crypto.ckks import SecretContext
-from secure_mor.crypto.errors import CryptoError, PolicyRefusal
+from secure_mor.crypto.errors import CryptoError, LogWriteError, PolicyRefusal
 from secure_mor.crypto.keyholder_config import KeyholderConfig
 from secure_mor.crypto.kit import load_trust
 from secure_mor.crypto.policy import check_request
@@ -34,6 +39,7 @@ from secure_mor.protocol.parsing import bounded
 
 LOGGER = logging.getLogger("secure_mor.keyholder")
 DECRYPTION = "decryption"
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 class ServiceLog:
@@ -41,15 +47,23 @@ class ServiceLog:
 
     def __init__(self, config: KeyholderConfig) -> None:
         self.path = config.storage.service_log
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise LogWriteError(
+                f"{self.path.parent}: cannot create the log folder: {error.strerror}"
+            ) from None
         self._lock = threading.Lock()
 
     def write(self, level: int, message: str) -> None:
         """Append one timestamped line and pass it on to the ``secure_mor.keyholder`` logger."""
         LOGGER.log(level, message)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with self._lock, self.path.open("a", encoding="utf-8") as file:
-            file.write(f"{stamp} {logging.getLevelName(level)} {message}\n")
+        try:
+            with self._lock, self.path.open("a", encoding="utf-8") as file:
+                file.write(f"{stamp} {logging.getLevelName(level)} {message}\n")
+        except OSError as error:  # the line reached stderr above; a full disk must not fail the call
+            LOGGER.error("cannot write the service log %s: %s", self.path, error.strerror or error)
 
 
 class KeyHolderService(pb.KeyHolderServicer):
@@ -118,7 +132,12 @@ class KeyHolderService(pb.KeyHolderServicer):
                 "context_fingerprint": self._secret.public.fingerprint.hex(),
                 "ckks": self._secret.params.to_json(),
             }
-            entry = self._log.append(DECRYPTION, payload)
+            try:
+                entry = self._log.append(DECRYPTION, payload)
+            except LogWriteError as error:
+                code = "RESOURCE_EXHAUSTED" if error.errno in NO_SPACE else "UNAVAILABLE"
+                failed = PolicyRefusal(code, "log", f"{error}; no value was released")
+                self._refuse(context, identity, failed, request.step_id)
             self._decrypted.add(approved.step_id)
         self.service_log.write(
             logging.INFO,

@@ -17,7 +17,9 @@ Format (version 1) — an auditor can check it offline with any JSON and Ed25519
 Reading verifies every rule above and names the first bad entry: file, line number, rule broken.
 Appending (``SignedLog.append``) first re-checks the chain when another writer touched the file, then
 writes one full line with a single ``write`` on an ``O_APPEND`` descriptor under an exclusive
-``flock``, and ``fsync``\s it; a log that does not verify is never appended to.
+``flock``, and ``fsync``\s it; a log that does not verify is never appended to. When the write or the
+``fsync`` fails (disk full, file-size limit, I/O error) the file is cut back to its previous length and
+``LogWriteError`` names the file: a failed append leaves no partial line behind.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -35,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from secure_mor.crypto.errors import LogIntegrityError
+from secure_mor.crypto.errors import LogIntegrityError, LogWriteError
 from secure_mor.crypto.signing import LOG_ENTRY_DOMAIN, SigningKey, VerifyKey, canonical_json, sha256
 
 GENESIS = "0" * 64
@@ -164,8 +167,13 @@ class SignedLog:
         self._keys = dict(keys or {})
         self._keys.setdefault(signer.identity, signer.public)
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as error:
+            raise LogWriteError(
+                f"{path}: cannot open the log for appending: {error.strerror or error}", error.errno
+            ) from None
         try:
             with self._locked():
                 self._reload()
@@ -192,12 +200,35 @@ class SignedLog:
             sig = base64.b64encode(self._signer.sign(signed_bytes(body))).decode()
             entry = LogEntry(seq, prev, self._signer.identity, now, kind, MappingProxyType(content), sig)
             line = entry.line() + b"\n"
-            if os.write(self._fd, line) != len(line):
-                raise LogIntegrityError(f"{self.path}: short write while appending seq {seq}")
-            os.fsync(self._fd)
+            self._write_line(line, seq)
             self._entries += (entry,)
             self._size += len(line)
             return entry
+
+    def _write_line(self, line: bytes, seq: int) -> None:
+        """Write ``line`` in one call and fsync it; on failure cut the file back to the last whole entry."""
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):  # the disk or the file-size limit took only part of the line
+                raise OSError(errno.ENOSPC, f"only {written} of {len(line)} bytes written (disk full?)")
+            os.fsync(self._fd)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            try:
+                os.ftruncate(self._fd, self._size)
+                os.fsync(self._fd)
+            except OSError as cut:
+                raise LogWriteError(
+                    f"{self.path}: cannot append entry seq {seq} ({reason}), and cutting back the partial "
+                    f"line failed too ({cut.strerror}): the log may end in a torn line; restore it to "
+                    f"{self._size} bytes",
+                    error.errno,
+                ) from None
+            raise LogWriteError(
+                f"{self.path}: cannot append entry seq {seq}: {reason}; the log is unchanged "
+                "(free disk space or fix the file's permissions, then retry)",
+                error.errno,
+            ) from None
 
     def close(self) -> None:
         """Close the file descriptor."""

@@ -68,13 +68,18 @@ class StepIds:
         """Reserve and return the next step id."""
         n = self._next
         self._next += 1
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        with temporary.open("w") as file:
-            file.write(f"{self._next}\n")
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with temporary.open("w") as file:
+                file.write(f"{self._next}\n")
+                file.flush()
+                os.fsync(file.fileno())
+            temporary.replace(self.path)
+        except OSError as error:  # the id is not used unless the counter is on disk
+            raise ServerError(
+                f"{self.path}: cannot save the step counter: {error.strerror or error}"
+            ) from None
         return f"{self.run_id}/{n}"
 
 

@@ -7,6 +7,13 @@ one, and the persisted step counter means no step id is ever requested twice), s
 adapters and evaluates them on held-out test questions. Per-step logs go to ``run_dir``:
 ``secure_steps.csv`` (contributors, mean weight per client, fused reward, secure-path timings) and
 ``train_log.csv`` (TRL's reward, KL, loss), both also as TensorBoard scalars in ``run_dir/tensorboard``.
+
+Faults: a run folder that cannot be written stops the run before any work with an error naming it, and
+a log row that cannot be written names its file. A resume starts from the last *complete* checkpoint
+(one whose ``trainer_state.json``, written last, exists: a server killed while saving leaves a partial
+folder behind) and drops the ``train_log.csv`` rows of the steps after it, which the resumed run redoes,
+so no training step is logged twice. ``secure_steps.csv`` keeps every row: each is a secure step that
+happened (its step id was decrypted or skipped and is never reused).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from secure_mor.server.mixture import MixtureOfRewards, StepIds, StepRecord
 from secure_mor.server.rewards import GoldReward
 from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
 
+PROBE_BYTES = 64 * 1024
 StepProgress = Callable[[int, int, float], None]
 """Called after each logged GRPO step with (step, max steps, mean reward)."""
 
@@ -69,11 +77,61 @@ class _CsvLog:
                     self.board.add_scalar(f"{self.prefix}/{key}", value, step)
             self.board.flush()
         new = not self.path.exists()
-        with self.path.open("a", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.fields, extrasaction="ignore", restval="")
-            if new:
+        try:
+            with self.path.open("a", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self.fields, extrasaction="ignore", restval="")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as error:
+            raise ServerError(f"{self.path}: cannot append a row: {error.strerror or error}") from None
+
+    def keep_through(self, step: int) -> int:
+        """Drop the rows of steps after ``step`` (a resumed run redoes them); return how many were dropped."""
+        if not self.path.exists():
+            return 0
+        with self.path.open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        kept = [r for r in rows if not r.get("step", "").isdigit() or int(r["step"]) <= step]
+        if len(kept) < len(rows):
+            temporary = self.path.with_suffix(".tmp")
+            with temporary.open("w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self.fields, extrasaction="ignore", restval="")
                 writer.writeheader()
-            writer.writerow(row)
+                writer.writerows(kept)
+            temporary.replace(self.path)
+        return len(rows) - len(kept)
+
+
+def last_complete_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    """The newest ``checkpoint-N`` in ``folder`` whose ``trainer_state.json`` (saved last) exists, and N."""
+    found = [
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in folder.glob("checkpoint-*")
+        if path.name.removeprefix("checkpoint-").isdigit() and (path / "trainer_state.json").is_file()
+    ]
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def require_writable(folder: Path) -> None:
+    """Create ``folder`` and write a 64 KiB probe there, or raise ``ServerError`` naming it and the reason."""
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as file:  # a folder that cannot take this cannot take a checkpoint
+            file.write(bytes(PROBE_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:
+        raise ServerError(
+            f"run.run_dir {folder}: cannot write to the run folder ({error.strerror or error}); "
+            "free disk space or fix its permissions"
+        ) from None
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 class _TrainLog(TrainerCallback):
@@ -108,7 +166,7 @@ class FederatedAlignment:
         ``secure-mor experiment`` trains on in-process reward models (single process only).
         """
         config, started = self.config, time.monotonic()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        require_writable(self.run_dir)
         splits = load_splits(config.data)
         reference = load_vlm(config.run.base_model)
         service: RunningFederation | None = None
@@ -116,10 +174,11 @@ class FederatedAlignment:
         # (The trainer sets up the process group later; torchrun's RANK says who we are before that.)
         main = int(os.environ.get("RANK", "0")) == 0
         self.board = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
-        logs = _TrainLog(
-            _CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS], self.board, "grpo"),
-            self.progress,
-        )
+        train_log = _CsvLog(self.run_dir / "train_log.csv", ["step", *_TrainLog.KEYS], self.board, "grpo")
+        logs = _TrainLog(train_log, self.progress)
+        checkpoint = last_complete_checkpoint(self.run_dir / "checkpoints") if resume else None
+        if checkpoint is not None and main:
+            train_log.keep_through(checkpoint[1])
         try:
             if reward is None and config.run.routing == "gold":
                 reward = GoldReward()
@@ -138,8 +197,7 @@ class FederatedAlignment:
                 callbacks=[logs] if main else [],
                 quiet=self.progress is not None,
             )
-            has_checkpoint = resume and any((self.run_dir / "checkpoints").glob("checkpoint-*"))
-            trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+            trainer.train(resume_from_checkpoint=str(checkpoint[0]) if checkpoint else None)
             trainer.save_model(str(self.run_dir / "policy"))
         finally:
             if service is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import datasets
@@ -11,6 +11,10 @@ import pytest
 from PIL import Image
 
 from secure_mor.data import DataConfig, FederatedSplits, load_splits
+from secure_mor.simulate.processes import ProcessGroup
+from secure_mor.simulate.runner import update_toml
+
+from ._federation import CLIENTS, run_cli
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 
@@ -75,3 +79,52 @@ def quick_base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def toy_rows() -> Callable[[int], dict[str, list[object]]]:
     """A function making toy VQA rows (custom column names) for ``n_images`` images."""
     return _toy_rows
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Parties started as ``secure-mor`` processes, logging to ``tmp_path``; all stopped at the end."""
+    running = ProcessGroup(tmp_path)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory, easy_splits: FederatedSplits) -> Path:
+    """A kit whose three clients trained their reward models under DP, and a tiny base VLM beside it.
+
+    One per session: the integration, fault and load tests share it (each run uses its own run folder,
+    run id and ports, so their step ids never collide in the key holder's log).
+    """
+    from secure_mor.models.factory import build_tiny_vlm, save_vlm
+    from secure_mor.models.presets import PRESETS
+
+    root = tmp_path_factory.mktemp("deployment")
+    fed = root / "fed"
+    run_cli("init", str(fed), "--clients", ",".join(CLIENTS))
+    foundation = easy_splits.foundation
+    save_vlm(build_tiny_vlm(PRESETS["tiny"], [*foundation["question"], *foundation["answer"]]), root / "base")
+    for name in CLIENTS:
+        config = fed / "clients" / name / "client.toml"
+        update_toml(
+            config,
+            {
+                "reward_model": {
+                    "limit": 48,
+                    "hidden": 16,
+                    "vocab_buckets": 64,
+                    "public_epochs": 1,
+                    "public_pairs_per_kind": 8,
+                    "public_cache": str(root / "public"),
+                },
+                "training": {"epochs": 2, "batch_size": 16, "physical_batch_size": 16},
+                "privacy": {"epsilon": 8.0},
+                "agent": {
+                    "heartbeat_seconds": 0.5,
+                    "reconnect_initial_seconds": 0.2,
+                    "reconnect_max_seconds": 1.0,
+                },
+            },
+        )
+        run_cli("client", "train-rm", "--config", str(config))
+    return root

@@ -8,120 +8,18 @@ that remain (k_min = 2). The run is then resumed for one more step, and ``secure
 
 from __future__ import annotations
 
-import csv
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from secure_mor.data import FederatedSplits
-from secure_mor.models.factory import build_tiny_vlm, save_vlm
-from secure_mor.models.presets import PRESETS
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import free_port, update_toml
+from secure_mor.simulate.runner import update_toml
 
-CLI = [sys.executable, "-m", "secure_mor"]
-CLIENTS = ("color", "shape", "yesno")
-
-
-def steps_of(run: Path) -> list[dict[str, str]]:
-    path = run / "secure_steps.csv"
-    if not path.exists():
-        return []
-    with path.open() as file:
-        return list(csv.DictReader(file))
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
-    running = ProcessGroup(tmp_path)
-    yield running
-    running.stop_all()
-
-
-def run_cli(*args: str, timeout: float = 300) -> str:
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, easy_splits: FederatedSplits) -> Path:
-    """A kit whose three clients trained their reward models under DP, and a tiny base VLM beside it."""
-    root = tmp_path_factory.mktemp("deployment")
-    fed = root / "fed"
-    run_cli("init", str(fed), "--clients", ",".join(CLIENTS))
-    foundation = easy_splits.foundation
-    save_vlm(build_tiny_vlm(PRESETS["tiny"], [*foundation["question"], *foundation["answer"]]), root / "base")
-    for name in CLIENTS:
-        config = fed / "clients" / name / "client.toml"
-        update_toml(
-            config,
-            {
-                "reward_model": {
-                    "limit": 48,
-                    "hidden": 16,
-                    "vocab_buckets": 64,
-                    "public_epochs": 1,
-                    "public_pairs_per_kind": 8,
-                    "public_cache": str(root / "public"),
-                },
-                "training": {"epochs": 2, "batch_size": 16, "physical_batch_size": 16},
-                "privacy": {"epsilon": 8.0},
-                "agent": {
-                    "heartbeat_seconds": 0.5,
-                    "reconnect_initial_seconds": 0.2,
-                    "reconnect_max_seconds": 1.0,
-                },
-            },
-        )
-        run_cli("client", "train-rm", "--config", str(config))
-    return root
-
-
-def configure(root: Path, run: str, **grpo: Any) -> tuple[Path, int, int]:
-    """Point the kit at fresh loopback ports and a run folder; return the kit and the two ports."""
-    fed, server_port, keyholder_port = root / "fed", free_port(), free_port()
-    update_toml(fed / "keyholder/keyholder.toml", {"service": {"listen": f"127.0.0.1:{keyholder_port}"}})
-    update_toml(
-        fed / "server/server.toml",
-        {
-            "federation": {"keyholder_address": f"127.0.0.1:{keyholder_port}"},
-            "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 1.0},
-            "run": {
-                "base_model": str(root / "base"),
-                "run_dir": str(root / run),
-                "run_id": run,
-                "calibration_items": 24,
-                "eval_limit": 16,
-            },
-            "router": {"clusters": 2, "epochs": 20},
-            "grpo": {"prompts_per_step": 2, "group_size": 4, "save_steps": 1, **grpo},
-            "secure": {"deadline_seconds": 20.0},
-        },
-    )
-    for name in CLIENTS:
-        update_toml(
-            fed / "clients" / name / "client.toml",
-            {
-                "federation": {
-                    "server_address": f"127.0.0.1:{server_port}",
-                    "keyholder_address": f"127.0.0.1:{keyholder_port}",
-                }
-            },
-        )
-    return fed, server_port, keyholder_port
-
-
-def start_federation(fed: Path, processes: ProcessGroup, clients: Sequence[str] = CLIENTS) -> None:
-    processes.start("keyholder", "keyholder", "serve", "--config", str(fed / "keyholder/keyholder.toml"))
-    for name in clients:
-        processes.start(name, "client", "join", "--config", str(fed / "clients" / name / "client.toml"))
+from ._federation import CLIENTS, configure, run_cli, start_federation, steps_of
 
 
 @pytest.mark.slow
