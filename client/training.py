@@ -67,6 +67,9 @@ class TrainResult:
     grad_sample_mode: str
     setup_seconds: float = 0.0
     """Of ``seconds``: the time ``make_private_with_epsilon`` took (calibrating σ with the accountant)."""
+    cpu_seconds: float = 0.0
+    """CPU time of this process (all its threads) over the same span as ``seconds``: on a shared machine
+    it depends far less than wall time on what the other processes do."""
 
 
 def _texts(pairs: datasets.Dataset) -> list[str]:
@@ -161,7 +164,7 @@ def _train(
                 "give two norms, not the norm of the pair's gradient); use 'auto' or 'hooks'"
             )
         mode = training.grad_sample_mode
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     module.train()
     engine: PrivacyEngine | None = None
     model: Any = module
@@ -214,7 +217,7 @@ def _train(
                 step += 1
                 if progress is not None:
                     progress(step, total, float(loss.item()))
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if private and hasattr(model, "_close"):
         model._close()  # remove Opacus' hooks: the module is used plainly from now on
     module.eval()
@@ -241,7 +244,7 @@ def _train(
             ledger.record_non_private(n, step, reward_model.architecture)
     result_model = replace(result_model, epsilon=spent if private else None)
     used = mode if private else "none"
-    return TrainResult(result_model, accuracy, seconds, spent, step, n, noise, rate, used, setup)
+    return TrainResult(result_model, accuracy, seconds, spent, step, n, noise, rate, used, setup, cpu_seconds)
 
 
 __all__ = ["CLIP_NORM", "GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]
