@@ -242,6 +242,12 @@ def main() -> None:
         figures[arch] = bench_arch(arch, splits, args)
         if arch == "compact" and "3" in args.epsilons.split(","):
             figures["compact_grad_sample_modes_seconds"] = modes(splits, args)
+    figures["rows"] = [  # every trained run, flat (what benchmarks/run_all.py reads)
+        {"arch": arch, **row}
+        for arch in args.archs.split(",")
+        for row in figures[arch]["runs"]
+        if row["epsilon"] != "public only"
+    ]
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
 
