@@ -9,7 +9,7 @@ accountant, Poisson sampling. Architectures:
 
 - ``compact``: the client default — pretrained on the PUBLIC splits (``secure_mor.client.public_init``;
   no privacy cost, computed once per seed and cached), then trained on the private pairs with its
-  convolutions frozen (ghost clipping on Linear/Embedding layers only). Its "public only" row is the
+  convolutions and word embeddings frozen (ghost clipping on Linear layers only). Its "public only" row is the
   pretrained model before any private pair: what the private training adds is the difference.
 - ``compact-scratch``: the same network from a random initialisation, every layer trained (the former
   default; ghost clipping falls back to per-pair Conv2d gradients).

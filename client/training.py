@@ -7,15 +7,15 @@ epochs), (3) trains in physical batches through ``BatchMemoryManager``, (4) reco
 signed ledger. With ε = inf it trains the same model with the same batch size and no DP (comparison).
 
 Public initialisation (compact): ``initial_state`` (the publicly pretrained weights of
-``secure_mor.client.public_init``) starts the model; with ``freeze_convolutions`` its convolutions stay
-frozen, so DP-SGD trains and noises only the Linear and Embedding layers. The non-private comparison run
+``secure_mor.client.public_init``) starts the model; with ``freeze_encoders`` its convolutions and word
+embeddings stay frozen, so DP-SGD trains and noises only the Linear layers. The non-private comparison run
 (ε = inf) starts from the same weights and trains the same parameters, so the accuracy gap and the time
 ratio compare like with like.
 
 Grad-sample modes: the compact model uses ghost clipping (``"ghost"``: per-pair norms without
-materialising per-pair gradients; Conv2d falls back to explicit per-pair gradients inside it); the
-frozen convolutions need none, so ghost clipping is then exact with no per-pair gradient at all); the
-LoRA VLM runs two forwards per pair, which ghost clipping cannot combine exactly, so it uses hooks.
+materialising per-pair gradients; Conv2d falls back to explicit per-pair gradients inside it, and
+Embedding norms are costly; frozen, they need neither, so only Linear norms are computed); the LoRA
+VLM runs two forwards per pair, which ghost clipping cannot combine exactly, so it uses hooks.
 
 Empty Poisson batches: Opacus' loader yields a batch of size 0; the forward, backward and noisy step
 still run (the step must happen: skipping it would make the noise depend on the data).
@@ -143,8 +143,8 @@ def _train(
         if not isinstance(module, CompactRewardModel):
             raise ConfigError("reward_model: a public initial state is for the compact architecture only")
         module.load_state_dict(dict(start_from.state))
-        if model_config.freeze_convolutions:
-            module.freeze_convolutions()
+        if model_config.freeze_encoders:
+            module.freeze_encoders()
         reward_model = replace(
             reward_model, settings={**reward_model.settings, "public_init": start_from.recipe}
         )
