@@ -93,9 +93,13 @@ class CompactRewardModel(nn.Module):
         self.head = nn.Linear(hidden, 1)
         self.act = nn.GELU()
 
-    def freeze_convolutions(self) -> None:
-        """Stop training the convolutions (kept as pretrained on public data; see ``public_init``)."""
-        for layer in (self.conv1, self.conv2, self.conv3):
+    def freeze_encoders(self) -> None:
+        """Stop training the convolutions and word embeddings (kept as pretrained on public data).
+
+        What still trains is Linear layers only, whose ghost-clipping norms are cheap; Opacus' per-pair
+        norm of an Embedding (an ``index_add`` per row) cost more than the rest of a DP step together.
+        """
+        for layer in (self.conv1, self.conv2, self.conv3, self.question_embed, self.answer_embed):
             for parameter in layer.parameters():
                 parameter.requires_grad_(False)
 

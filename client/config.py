@@ -49,10 +49,10 @@ class RewardModelConfig:
     public_cache: Path = help_field(
         Path("~/.cache/secure-mor/compact"), "compact: folder of the cached publicly pretrained weights."
     )
-    freeze_convolutions: bool = help_field(
+    freeze_encoders: bool = help_field(
         True,
-        "compact, with public pretraining: keep the public convolutions frozen in private training (fewer "
-        "noisy parameters; ghost clipping then needs no per-pair Conv2d gradients).",
+        "compact, with public pretraining: keep the public convolutions and word embeddings frozen in "
+        "private training (fewer noisy parameters; DP-SGD then clips Linear layers only, cheaply).",
     )
     label_noise: float = help_field(0.0, "Share of pairs whose chosen and rejected are swapped (annotators).")
     limit: int = help_field(0, "Use at most this many pairs of the shard (0 = all).")

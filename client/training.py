@@ -7,15 +7,15 @@ epochs), (3) trains in physical batches through ``BatchMemoryManager``, (4) reco
 signed ledger. With ε = inf it trains the same model with the same batch size and no DP (comparison).
 
 Public initialisation (compact): ``initial_state`` (the publicly pretrained weights of
-``secure_mor.client.public_init``) starts the model; with ``freeze_convolutions`` its convolutions stay
-frozen, so DP-SGD trains and noises only the Linear and Embedding layers. The non-private comparison run
+``secure_mor.client.public_init``) starts the model; with ``freeze_encoders`` its convolutions and word
+embeddings stay frozen, so DP-SGD trains and noises only the Linear layers. The non-private comparison run
 (ε = inf) starts from the same weights and trains the same parameters, so the accuracy gap and the time
 ratio compare like with like.
 
 Grad-sample modes: the compact model uses ghost clipping (``"ghost"``: per-pair norms without
-materialising per-pair gradients; Conv2d falls back to explicit per-pair gradients inside it); the
-frozen convolutions need none, so ghost clipping is then exact with no per-pair gradient at all); the
-LoRA VLM runs two forwards per pair, which ghost clipping cannot combine exactly, so it uses hooks.
+materialising per-pair gradients; Conv2d falls back to explicit per-pair gradients inside it, and
+Embedding norms are costly; frozen, they need neither, so only Linear norms are computed); the LoRA
+VLM runs two forwards per pair, which ghost clipping cannot combine exactly, so it uses hooks.
 
 Empty Poisson batches: Opacus' loader yields a batch of size 0; the forward, backward and noisy step
 still run (the step must happen: skipping it would make the noise depend on the data).
@@ -67,6 +67,9 @@ class TrainResult:
     grad_sample_mode: str
     setup_seconds: float = 0.0
     """Of ``seconds``: the time ``make_private_with_epsilon`` took (calibrating σ with the accountant)."""
+    cpu_seconds: float = 0.0
+    """CPU time of this process (all its threads) over the same span as ``seconds``: on a shared machine
+    it depends far less than wall time on what the other processes do."""
 
 
 def _texts(pairs: datasets.Dataset) -> list[str]:
@@ -140,8 +143,8 @@ def _train(
         if not isinstance(module, CompactRewardModel):
             raise ConfigError("reward_model: a public initial state is for the compact architecture only")
         module.load_state_dict(dict(start_from.state))
-        if model_config.freeze_convolutions:
-            module.freeze_convolutions()
+        if model_config.freeze_encoders:
+            module.freeze_encoders()
         reward_model = replace(
             reward_model, settings={**reward_model.settings, "public_init": start_from.recipe}
         )
@@ -161,7 +164,7 @@ def _train(
                 "give two norms, not the norm of the pair's gradient); use 'auto' or 'hooks'"
             )
         mode = training.grad_sample_mode
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     module.train()
     engine: PrivacyEngine | None = None
     model: Any = module
@@ -214,7 +217,7 @@ def _train(
                 step += 1
                 if progress is not None:
                     progress(step, total, float(loss.item()))
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if private and hasattr(model, "_close"):
         model._close()  # remove Opacus' hooks: the module is used plainly from now on
     module.eval()
@@ -241,7 +244,7 @@ def _train(
             ledger.record_non_private(n, step, reward_model.architecture)
     result_model = replace(result_model, epsilon=spent if private else None)
     used = mode if private else "none"
-    return TrainResult(result_model, accuracy, seconds, spent, step, n, noise, rate, used, setup)
+    return TrainResult(result_model, accuracy, seconds, spent, step, n, noise, rate, used, setup, cpu_seconds)
 
 
 __all__ = ["CLIP_NORM", "GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]

@@ -1,7 +1,7 @@
-"""Public pretraining of the compact model: public data only, cached by recipe, frozen convolutions under DP.
+"""Public pretraining of the compact model: public data only, cached by recipe, frozen encoders under DP.
 
 The public start must never read a client's shard (it is computed from the public splits, with no privacy
-cost); it is cached by a hash of its recipe; under DP the frozen convolutions must not move, ghost
+cost); it is cached by a hash of its recipe; under DP the frozen encoders must not move, ghost
 clipping's per-pair norms must still equal per-pair autograd norms, and the ledger still records the run.
 """
 
@@ -80,7 +80,7 @@ def test_public_state_is_cached_by_recipe(
     assert PublicRecipe.of(other, DataConfig()).key != key  # another recipe, another cache entry
 
 
-def test_dp_run_from_the_public_start_keeps_convolutions_frozen(pairs, tmp_path: Path) -> None:
+def test_dp_run_from_the_public_start_keeps_the_encoders_frozen(pairs, tmp_path: Path) -> None:
     state = {k: v.clone() for k, v in CompactRewardModel(32, 8).state_dict().items()}
     ledger = PrivacyLedger(tmp_path / "ledger.jsonl", SigningKey.generate("client:alice"))
     result = train_reward_model(
@@ -97,20 +97,23 @@ def test_dp_run_from_the_public_start_keeps_convolutions_frozen(pairs, tmp_path:
     trained = result.model.module.state_dict()
     for name, tensor in state.items():
         moved = not torch.equal(trained[name], tensor)
-        assert moved != name.startswith("conv"), name  # convolutions frozen; every other layer trained
+        frozen = name.startswith(("conv", "question_embed", "answer_embed"))
+        assert moved != frozen, name  # convolutions and embeddings frozen; every Linear layer trained
     assert result.model.settings["public_init"] == "recipe-key"
     assert result.grad_sample_mode == "ghost"
     assert ledger.entries[-1].kind == DP_RUN
 
 
-def test_ghost_norms_with_frozen_convolutions_equal_per_pair_autograd(compact: RewardModel, pairs) -> None:
+def test_ghost_norms_with_frozen_encoders_equal_per_pair_autograd(compact: RewardModel, pairs) -> None:
     module = compact.module
     assert isinstance(module, CompactRewardModel)
-    module.freeze_convolutions()
+    module.freeze_encoders()
     tensors = tuple(compact.encoder.pairs(pairs.select(range(6))).tensors)
     expected = per_pair_grads(module, tensors)
     assert expected[0]
-    assert not any(name.startswith("conv") for name in expected[0])
+    assert all(
+        name.startswith(("image_proj", "context", "answer_proj", "joint", "head")) for name in expected[0]
+    )
     norms = torch.stack(
         [torch.stack([(g**2).sum() for g in grads.values()]).sum().sqrt() for grads in expected]
     )
