@@ -41,14 +41,14 @@ HERE = Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
     "base_pretrain": ["--steps", "50", "--limit", "100"],
     "ckks_fusion": ["--repeats", "7", "--clients", "2", "4", "8", "16", "--scores", "1024"],
-    "dp_reward_models": ["--archs", "compact", "--epsilons", "inf,8", "--shards", "color"],
+    "dp_reward_models": ["--archs", "compact", "--epsilons", "inf,3", "--shards", "color", "--seeds", "0"],
     "grpc_transport": ["--calls", "200"],
     "secure_path": ["--clients", "3", "--steps", "4"],
 }
 FULL: dict[str, list[str]] = {
     "base_pretrain": [],
     "ckks_fusion": ["--clients", "2", "4", "8", "16", "32", "--scores", "1024", "4096"],
-    "dp_reward_models": ["--archs", "compact", "--epsilons", "inf,8,3,1"],
+    "dp_reward_models": ["--archs", "compact", "--epsilons", "inf,8,3,1", "--seeds", "0"],
     "grpc_transport": ["--calls", "1000"],
     "secure_path": ["--clients", "3", "8", "16"],
 }
