@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader
 from secure_mor.client.bt_loss import BradleyTerryLoss
 from secure_mor.client.compact import CompactEncoder, CompactRewardModel
 from secure_mor.client.config import RewardModelConfig
+from secure_mor.client.training import Progress
 from secure_mor.data import DataConfig, FederatedSplits, build_preference_pairs
 
 RECIPE_VERSION = 1
@@ -38,8 +38,6 @@ WEIGHTS = "compact_public.pt"
 RECIPE = "recipe.json"
 
 StateDict = dict[str, torch.Tensor]
-Progress = Callable[[int, int, float], None]
-"""Called after each pretraining step with (step, total steps, loss)."""
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,10 @@ def root(
 def _quiet_libraries() -> None:
     """Hide the libraries' own progress bars and info logs: the CLI draws its own progress.
 
-    Hugging Face Hub's switch covers transformers' and datasets' bars; the verbosity variables are read
-    when a command first imports those libraries, so commands that never load them (init, audit,
-    keyholder serve) do not pay for importing transformers here.
+    Hugging Face Hub's switch covers transformers' bars; datasets has its own, set by an environment
+    variable read at import or, once imported (``cli.options`` imports it), by its own switch. The
+    verbosity variables are read when a command first imports those libraries, so commands that never
+    load them (init, audit, keyholder serve) do not pay for importing transformers here.
     """
     from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # a lazy export
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, TaskID
 
 from secure_mor.cli.app import console
-from secure_mor.cli.progress import progress_bar
+from secure_mor.cli.progress import phase_progress, progress_bar
 from secure_mor.config import load_config
 
 
@@ -34,12 +33,7 @@ def experiment_command(
         results = experiment.store.load()
     else:
         with progress_bar() as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def report(phase: str, done: float, total: float | None, detail: str) -> None:
-                _show(bar, tasks, phase, done, total, detail)
-
-            experiment.progress = report
+            experiment.progress = phase_progress(bar)
             try:
                 results = experiment.run()
             except KeyboardInterrupt:
@@ -52,11 +46,3 @@ def experiment_command(
     path = write_report(settings, results)
     console.print(f"{len(results)} cell(s) · table: {path}")
     return 0
-
-
-def _show(
-    bar: Progress, tasks: dict[str, TaskID], phase: str, done: float, total: float | None, detail: str
-) -> None:
-    if phase not in tasks:
-        tasks[phase] = bar.add_task(phase, total=total, status=detail)
-    bar.update(tasks[phase], completed=done, total=total, status=detail)

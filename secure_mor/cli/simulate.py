@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, TaskID
 
 from secure_mor.cli.app import console
-from secure_mor.cli.progress import progress_bar
+from secure_mor.cli.progress import phase_progress, progress_bar
 from secure_mor.config import load_config
 
 
@@ -27,12 +26,7 @@ def simulate_command(
     settings = load_config(SimulateConfig, config, table="simulate") if config else SimulateConfig()
     settings = settings.quick() if quick else settings
     with progress_bar() as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def report(phase: str, done: float, total: float | None, detail: str) -> None:
-            _show(bar, tasks, phase, done, total, detail)
-
-        simulation = Simulation(settings, out, progress=report)
+        simulation = Simulation(settings, out, progress=phase_progress(bar))
         state = simulation.run()
     path = write_report(out, settings, state)
     if state.interrupted:
@@ -41,11 +35,3 @@ def simulate_command(
     audit = "passed" if state.audit and state.audit["passed"] else "FAILED"
     console.print(f"report: {path} · audit {audit}")
     return 0 if audit == "passed" else 1
-
-
-def _show(
-    bar: Progress, tasks: dict[str, TaskID], phase: str, done: float, total: float | None, detail: str
-) -> None:
-    if phase not in tasks:
-        tasks[phase] = bar.add_task(phase, total=total, status=detail)
-    bar.update(tasks[phase], completed=done, total=total, status=detail)

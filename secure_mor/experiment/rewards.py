@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from secure_mor.client.config import AgentConfig
 from secure_mor.client.reward_model import RewardModel
 from secure_mor.protocol import scoring as sp
 from secure_mor.server.calibration import Calibrate
@@ -67,7 +68,7 @@ def local_calibration(models: Mapping[str, RewardModel], max_items: int) -> Cali
     def calibrate(request: sp.CalibrationRequest) -> dict[str, sp.CalibrationReply]:
         return {
             f"client:{name}": answer_calibration(
-                request, model=model, max_items=max_items, max_image_bytes=1 << 20
+                request, model=model, max_items=max_items, max_image_bytes=AgentConfig().max_image_bytes
             )
             for name, model in models.items()
         }

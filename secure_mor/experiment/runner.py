@@ -14,7 +14,6 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,7 @@ from secure_mor.data import DataConfig, load_splits
 from secure_mor.errors import SecureMorError
 from secure_mor.experiment.results import Cell, CellResult, ResultStore, finished, format_epsilon
 from secure_mor.experiment.settings import ExperimentConfig
-
-Progress = Callable[[str, float, float | None, str], None]
-"""Called with (phase, done, total or None, detail) as the experiment advances."""
-
+from secure_mor.simulate.runner import Progress
 
 SETTINGS_FILE = "settings.json"
 
@@ -56,6 +52,7 @@ class Experiment:
         self.progress = progress or (lambda phase, done, total, detail: None)
         self.store = ResultStore(self.out / "results.csv")
         self._splits: Any = None
+        self._base: Path | None = None
         self._reference: Any = None
 
     def cells(self) -> list[Cell]:
@@ -232,12 +229,16 @@ class Experiment:
     @property
     def base(self) -> Path:
         """The shared pretrained base (made once, cached across experiments and simulations)."""
-        from secure_mor.simulate.runner import cached_base
+        if self._base is None:
+            from secure_mor.simulate.runner import cached_base
 
-        def report(step: int, total: int, loss: float) -> None:
-            self.progress("base model", step, total, f"loss {loss:.3f}")
+            def report(step: int, total: int, loss: float) -> None:
+                self.progress("base model", step, total, f"loss {loss:.3f}")
 
-        return cached_base(self.config.data_seed, self.config.base_steps, self.config.base_cache, report)
+            self._base = cached_base(
+                self.config.data_seed, self.config.base_steps, self.config.base_cache, report
+            )
+        return self._base
 
     @property
     def splits(self) -> Any:

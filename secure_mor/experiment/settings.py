@@ -9,7 +9,7 @@ from pathlib import Path
 from secure_mor.config import help_field, nested, require
 from secure_mor.server.grpo import GrpoSettings
 from secure_mor.server.routing import RouterConfig
-from secure_mor.simulate.settings import ClientSpec
+from secure_mor.simulate.settings import DEFAULT_CLIENTS, ClientSpec
 
 FIXED_METHODS = ("base", "uniform", "router", "gold", "fedavg-dpo")
 """Method names besides ``single:<client>``."""
@@ -62,8 +62,7 @@ class ExperimentConfig:
     )
     seeds: tuple[int, ...] = help_field((0, 1, 2), "Seeds; the table reports mean ± std over them.")
     clients: tuple[ClientSpec, ...] = help_field(
-        (ClientSpec("color", "compact"), ClientSpec("shape", "lora-vlm"), ClientSpec("yesno", "compact")),
-        "The data owners (one easy-VQA kind each) and their reward-model architectures.",
+        DEFAULT_CLIENTS, "The data owners (one easy-VQA kind each) and their reward-model architectures."
     )
     rm_pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
     rm_epochs: int = help_field(20, "Reward-model training epochs.")

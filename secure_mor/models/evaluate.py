@@ -145,10 +145,10 @@ def evaluate_vlm(
         if progress is not None:
             progress(len(batch["question"]))
     order = [*sorted(k for k in tallies if k != OVERALL), OVERALL]
-    scores = {
-        k: KindScore(int(t[0]), int(t[1]), int(t[2]), float(t[3]))
-        for k, t in ((k, tallies[k]) for k in order)
-    }
+    scores: dict[str, KindScore] = {}
+    for k in order:
+        questions, correct, baseline_correct, probability_sum = tallies[k]
+        scores[k] = KindScore(int(questions), int(correct), int(baseline_correct), probability_sum)
     return EvalResult(scores=MappingProxyType(scores))
 
 

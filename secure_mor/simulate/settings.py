@@ -18,12 +18,20 @@ class ClientSpec:
     architecture: Literal["compact", "lora-vlm"] = help_field("compact", "Its reward model's architecture.")
 
 
+DEFAULT_CLIENTS = (
+    ClientSpec("color", "compact"),
+    ClientSpec("shape", "lora-vlm"),
+    ClientSpec("yesno", "compact"),
+)
+"""One client per easy-VQA question kind, with different reward-model architectures."""
+
+
 @dataclass(frozen=True)
 class SimulateConfig:
     """The ``[simulate]`` table: sizes of every phase of the simulated run."""
 
     clients: tuple[ClientSpec, ...] = help_field(
-        (ClientSpec("color", "compact"), ClientSpec("shape", "lora-vlm"), ClientSpec("yesno", "compact")),
+        DEFAULT_CLIENTS,
         "The data owners (one per easy-VQA kind by default), with different reward-model architectures.",
     )
     epsilon: float = help_field(3.0, "ε of each client's DP reward-model training (δ = 1e-5).")

@@ -19,6 +19,7 @@ from opacus import GradSampleModule, PrivacyEngine
 from torch.utils.data import DataLoader
 
 from secure_mor.client.bt_loss import BradleyTerryLoss
+from secure_mor.client.compact import CompactRewardModel
 from secure_mor.client.reward_model import RewardModel
 from secure_mor.client.training import GRAD_SAMPLE_MODE
 
@@ -74,16 +75,25 @@ def test_opacus_grad_sample_equals_per_pair_autograd(
     wrapped._close()
 
 
-def test_ghost_clipping_norms_equal_per_pair_autograd_norms(compact: RewardModel, pairs) -> None:
+@pytest.mark.parametrize("frozen", [False, True], ids=["whole-model", "public-encoders-frozen"])
+def test_ghost_clipping_norms_equal_per_pair_autograd_norms(
+    compact: RewardModel, pairs, frozen: bool
+) -> None:
     tensors = batch(compact, pairs)
-    expected = per_pair_grads(compact.module, tensors)
-    norms = torch.stack([norm(grads.values()) for grads in expected])
     module = copy.deepcopy(compact.module)
+    assert isinstance(module, CompactRewardModel)
+    if frozen:  # as in private training after the public start: only the Linear layers train
+        module.freeze_encoders()
+    expected = per_pair_grads(module, tensors)
+    if frozen:
+        trainable = ("image_proj", "context", "answer_proj", "joint", "head")
+        assert all(name.startswith(trainable) for name in expected[0])
+    norms = torch.stack([norm(grads.values()) for grads in expected])
     engine = PrivacyEngine(accountant="prv")
     loader = DataLoader(torch.utils.data.TensorDataset(*tensors), batch_size=ROWS)
     model, _optimizer, criterion, _ = engine.make_private(
         module=module,
-        optimizer=torch.optim.SGD(module.parameters(), lr=1.0),
+        optimizer=torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1.0),
         criterion=BradleyTerryLoss(),
         data_loader=loader,
         noise_multiplier=0.0,
