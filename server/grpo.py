@@ -20,6 +20,7 @@ from trl.trainer.grpo_config import GRPOConfig
 from trl.trainer.grpo_trainer import GRPOTrainer
 
 from secure_mor.config import help_field, require
+from secure_mor.errors import ConfigError
 from secure_mor.models.prompts import vqa_messages
 
 RewardFunc = Callable[..., Sequence[float | None]]
@@ -46,6 +47,11 @@ class GrpoSettings:
     max_completion_length: int = help_field(8, "Longest sampled answer, in tokens.")
     save_steps: int = help_field(25, "Checkpoint every this many steps (adapters, optimizer, step counter).")
     seed: int = help_field(0, "Seed of sampling and prompt order.")
+    balance_kinds: bool = help_field(
+        False,
+        "Draw the public prompts' question kinds (their 'kind' column) equally often; false keeps their "
+        "natural mix (easy-VQA: three in four are yes/no).",
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "max_completion_length", "save_steps"):
@@ -60,8 +66,22 @@ class GrpoSettings:
         require(self.lora_rank >= 0, "lora_rank", f"expected an integer ≥ 0, found {self.lora_rank}")
 
 
-def grpo_prompts(public: datasets.Dataset) -> datasets.Dataset:
-    """The public VQA prompts in TRL's conversational format: a ``prompt`` column of chat messages."""
+def grpo_prompts(public: datasets.Dataset, *, balance_kinds: bool = False, seed: int = 0) -> datasets.Dataset:
+    """The public VQA prompts in TRL's conversational format: a ``prompt`` column of chat messages.
+
+    ``balance_kinds`` interleaves the kinds (the ``kind`` column of the server's own public prompts) so
+    each is equally frequent, stopping when the rarest runs out: with easy-VQA's natural mix a kind that
+    is one prompt in eight would get too few groups for GRPO to learn from within a short run.
+    """
+    if balance_kinds:
+        if "kind" not in public.column_names:
+            raise ConfigError(
+                "grpo.balance_kinds: the public prompts have no 'kind' column "
+                f"(their columns: {', '.join(public.column_names)})"
+            )
+        kinds = sorted(set(public["kind"]))
+        parts = [public.filter(lambda row, k=kind: row["kind"] == k) for kind in kinds]
+        public = datasets.interleave_datasets(parts, seed=seed, stopping_strategy="first_exhausted")
     return public.map(lambda row: {"prompt": vqa_messages(row["question"])})
 
 

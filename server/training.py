@@ -190,7 +190,9 @@ class FederatedAlignment:
             trainer = build_grpo_trainer(
                 base_model=config.run.base_model,
                 processor=reference.processor,
-                prompts=grpo_prompts(splits.prompts),
+                prompts=grpo_prompts(
+                    splits.prompts, balance_kinds=config.grpo.balance_kinds, seed=config.grpo.seed
+                ),
                 reward_funcs=[reward],
                 settings=config.grpo,
                 output_dir=self.run_dir / "checkpoints",

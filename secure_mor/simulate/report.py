@@ -107,6 +107,7 @@ def _accuracy(out: Path, state: Any) -> list[str]:
         )
         cells = [f"{v:.1%}" if isinstance(v, float) else "–" for v in values]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += _most_accurate_client(state, kinds)
     if state.base_eval and state.policy_eval:
         figure, axis = plt.subplots(figsize=(6, 3.2))
         x = range(len(kinds))
@@ -122,6 +123,22 @@ def _accuracy(out: Path, state: Any) -> list[str]:
         axis.legend()
         lines += ["", f"![accuracy per kind]({_save(figure, out / 'accuracy.png')})"]
     return [*lines, ""]
+
+
+def _most_accurate_client(state: Any, kinds: list[str]) -> list[str]:
+    """Where the client with the best held-out pairwise accuracy has its kind: what it could teach."""
+    owners = {name: c for name, c in state.clients.items() if name in kinds}
+    if not owners or not state.base_eval or not state.policy_eval:
+        return []
+    name = max(owners, key=lambda n: owners[n]["heldout_accuracy"])
+    base, after = state.base_eval[name], state.policy_eval[name]
+    return [
+        "",
+        f"Most accurate client: {name} ({owners[name]['heldout_accuracy']:.1%} held-out pairwise). On its "
+        f"kind the policy went greedy {base['accuracy']:.1%} → {after['accuracy']:.1%}, expected "
+        f"{base['expected_accuracy']:.1%} → {after['expected_accuracy']:.1%} "
+        f"({base['questions']} test questions of that kind).",
+    ]
 
 
 def _training(out: Path) -> list[str]:

@@ -152,6 +152,7 @@ class Simulation:
                     "eval_limit": config.eval_limit, "run_id": f"sim-{int(time.time())}"},
             "grpo": {"steps": config.grpo_steps, "prompts_per_step": config.prompts_per_step,
                      "group_size": config.group_size, "learning_rate": config.learning_rate,
+                     "lora_rank": config.lora_rank, "balance_kinds": config.balance_kinds,
                      "seed": config.seed},
             "data": {"seed": config.seed},
         })  # fmt: skip

@@ -44,7 +44,11 @@ class SimulateConfig:
     base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
     routing: str = help_field("router", "'router' (MoR), 'uniform', 'single:<client>' or 'gold'.")
     grpo_steps: int = help_field(60, "GRPO steps of the server.")
-    learning_rate: float = help_field(5e-4, "GRPO learning rate (of the policy's LoRA adapters).")
+    learning_rate: float = help_field(3e-4, "GRPO learning rate.")
+    lora_rank: int = help_field(
+        0, "LoRA rank of the policy's adapters; 0 fine-tunes the whole (tiny) policy."
+    )
+    balance_kinds: bool = help_field(True, "GRPO draws the three question kinds equally often.")
     prompts_per_step: int = help_field(8, "B: prompts per GRPO step.")
     group_size: int = help_field(8, "G: completions per prompt.")
     eval_limit: int = help_field(500, "Test questions evaluated before and after alignment.")
@@ -63,6 +67,6 @@ class SimulateConfig:
     def quick(self) -> SimulateConfig:
         """The same run at test size: the same code path, smaller numbers (``--quick``)."""
         return dataclasses.replace(
-            self, rm_pairs=96, rm_epochs=3, base_steps=300, grpo_steps=6, prompts_per_step=4, group_size=4,
-            eval_limit=96, rm_public_pairs=32,
+            self, rm_pairs=200, rm_epochs=3, base_steps=300, grpo_steps=40, prompts_per_step=8, group_size=8,
+            eval_limit=96,
         )  # fmt: skip

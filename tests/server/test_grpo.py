@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from secure_mor.data import FederatedSplits
+from secure_mor.errors import ConfigError
 from secure_mor.models.factory import build_tiny_vlm, save_vlm
 from secure_mor.models.presets import PRESETS
 from secure_mor.server.grpo import GrpoSettings, build_grpo_trainer, grpo_prompts
@@ -57,3 +60,22 @@ def test_gold_reward_is_exact_match_after_normalisation() -> None:
         "no",
     ]
     assert GoldReward()([], completions, answer=["circle", "blue", "no"]) == [1.0, 0.0, 1.0]
+
+
+def test_balanced_prompts_draw_every_kind_equally_often(easy_splits: FederatedSplits) -> None:
+    public = easy_splits.prompts.select(range(400))
+    natural = Counter(public["kind"])
+    assert natural["yesno"] > 2 * natural["color"]  # easy-VQA's natural mix is mostly yes/no
+    balanced = grpo_prompts(public, balance_kinds=True, seed=0)
+    counts = Counter(balanced["kind"])
+    assert set(counts) == set(natural)
+    assert max(counts.values()) - min(counts.values()) <= 1  # interleaved until the rarest kind runs out
+    assert len(balanced) >= len(natural) * min(natural.values()) - 2
+    prompts, questions = balanced["prompt"], balanced["question"]
+    assert all(p[0]["content"][-1]["text"] == q for p, q in zip(prompts, questions, strict=True))
+
+
+def test_balancing_prompts_without_a_kind_column_is_refused(easy_splits: FederatedSplits) -> None:
+    public = easy_splits.prompts.select(range(8)).remove_columns("kind")
+    with pytest.raises(ConfigError, match=r"grpo\.balance_kinds: the public prompts have no 'kind' column"):
+        grpo_prompts(public, balance_kinds=True)
