@@ -66,12 +66,13 @@ class GrpoSettings:
         require(self.lora_rank >= 0, "lora_rank", f"expected an integer ≥ 0, found {self.lora_rank}")
 
 
-def grpo_prompts(public: datasets.Dataset, *, balance_kinds: bool = False, seed: int = 0) -> datasets.Dataset:
+def grpo_prompts(public: datasets.Dataset, *, balance_kinds: bool = False) -> datasets.Dataset:
     """The public VQA prompts in TRL's conversational format: a ``prompt`` column of chat messages.
 
-    ``balance_kinds`` interleaves the kinds (the ``kind`` column of the server's own public prompts) so
-    each is equally frequent, stopping when the rarest runs out: with easy-VQA's natural mix a kind that
-    is one prompt in eight would get too few groups for GRPO to learn from within a short run.
+    ``balance_kinds`` interleaves the kinds (the ``kind`` column of the server's own public prompts) in
+    turn, so each is equally frequent, stopping when the rarest runs out: with easy-VQA's natural mix a
+    kind that is one prompt in eight would get too few groups for GRPO to learn from within a short run.
+    (TRL shuffles the prompts; the interleaving only sets how many of each kind there are.)
     """
     if balance_kinds:
         if "kind" not in public.column_names:
@@ -79,9 +80,9 @@ def grpo_prompts(public: datasets.Dataset, *, balance_kinds: bool = False, seed:
                 "grpo.balance_kinds: the public prompts have no 'kind' column "
                 f"(their columns: {', '.join(public.column_names)})"
             )
-        kinds = sorted(set(public["kind"]))
-        parts = [public.filter(lambda row, k=kind: row["kind"] == k) for kind in kinds]
-        public = datasets.interleave_datasets(parts, seed=seed, stopping_strategy="first_exhausted")
+        kinds = public["kind"]  # the column alone: selecting by index decodes no image
+        parts = [public.select([i for i, k in enumerate(kinds) if k == kind]) for kind in sorted(set(kinds))]
+        public = datasets.interleave_datasets(parts, stopping_strategy="first_exhausted")
     return public.map(lambda row: {"prompt": vqa_messages(row["question"])})
 
 

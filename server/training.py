@@ -190,9 +190,7 @@ class FederatedAlignment:
             trainer = build_grpo_trainer(
                 base_model=config.run.base_model,
                 processor=reference.processor,
-                prompts=grpo_prompts(
-                    splits.prompts, balance_kinds=config.grpo.balance_kinds, seed=config.grpo.seed
-                ),
+                prompts=grpo_prompts(splits.prompts, balance_kinds=config.grpo.balance_kinds),
                 reward_funcs=[reward],
                 settings=config.grpo,
                 output_dir=self.run_dir / "checkpoints",

@@ -1,8 +1,9 @@
 """Public pretraining of the compact model: public data only, cached by recipe, frozen encoders under DP.
 
 The public start must never read a client's shard (it is computed from the public splits, with no privacy
-cost); it is cached by a hash of its recipe; under DP the frozen encoders must not move, ghost
-clipping's per-pair norms must still equal per-pair autograd norms, and the ledger still records the run.
+cost); it is cached by a hash of its recipe; under DP the frozen encoders must not move and the ledger
+still records the run. (That ghost clipping's per-pair norms with frozen encoders equal per-pair autograd
+norms is checked with the whole model's in ``test_per_pair_gradients.py``.)
 """
 
 from __future__ import annotations
