@@ -10,6 +10,9 @@ only the DP run on the private pairs; the model folder names the public recipe i
 Recipe: preference pairs built from the public splits exactly as a client builds its own (chosen = gold,
 rejected = another answer of the same kind), at most ``public_pairs_per_kind`` per question kind (the
 public data is three-quarters yes/no questions; balancing the kinds teaches the encoder shapes as well),
+plus, for a share ``off_kind_share`` of them, a pair whose rejected answer is of another kind ("teal" to
+"is there a circle?"). A client's private pairs never contrast kinds, and a reward model that has never
+seen an off-kind answer may score it highly: GRPO then learns to answer every question with a colour.
 Bradley–Terry loss, Adam, no DP. Only the recipe ships, never weights: a client computes the weights
 itself once and caches them under ``public_cache/<hash of the recipe>/``, like the base VLM.
 """
@@ -32,8 +35,9 @@ from secure_mor.client.compact import CompactEncoder, CompactRewardModel
 from secure_mor.client.config import RewardModelConfig
 from secure_mor.client.training import Progress
 from secure_mor.data import DataConfig, FederatedSplits, build_preference_pairs
+from secure_mor.data.preferences import answers_by_kind
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 4
 WEIGHTS = "compact_public.pt"
 RECIPE = "recipe.json"
 
@@ -51,6 +55,8 @@ class PublicRecipe:
     batch_size: int
     learning_rate: float
     seed: int
+    off_kind_share: float
+    """Share of the public pairs repeated with a rejected answer of another kind."""
     data: str
     """The data config as canonical JSON: source, columns, fractions and seed fix the public splits."""
     version: int = RECIPE_VERSION
@@ -66,6 +72,7 @@ class PublicRecipe:
             batch_size=128,
             learning_rate=3e-3,
             seed=config.seed,
+            off_kind_share=0.25,
             data=json.dumps(asdict(data), default=str, sort_keys=True),
         )
 
@@ -75,8 +82,13 @@ class PublicRecipe:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def public_pairs(splits: FederatedSplits, pairs_per_kind: int, seed: int) -> datasets.Dataset:
-    """Preference pairs of the public splits, at most ``pairs_per_kind`` per kind (0 = all), shuffled."""
+def public_pairs(
+    splits: FederatedSplits, pairs_per_kind: int, seed: int, off_kind_share: float = 0.0
+) -> datasets.Dataset:
+    """Preference pairs of the public splits, at most ``pairs_per_kind`` per kind (0 = all).
+
+    With ``off_kind_share`` > 0, that share of the pairs is added again with an off-kind rejected answer.
+    """
     public = datasets.concatenate_datasets([splits.foundation, splits.prompts, splits.calibration])
     pairs = build_preference_pairs(public, seed=seed)
     kinds = np.array(pairs["kind"])
@@ -85,7 +97,23 @@ def public_pairs(splits: FederatedSplits, pairs_per_kind: int, seed: int) -> dat
         rng.permutation(np.flatnonzero(kinds == kind))[: pairs_per_kind or None]
         for kind in sorted(set(kinds))
     ]
-    return pairs.select(sorted(np.concatenate(keep).tolist()))
+    pairs = pairs.select(sorted(np.concatenate(keep).tolist()))
+    if off_kind_share <= 0:
+        return pairs
+    extra = pairs.select(sorted(rng.permutation(len(pairs))[: round(off_kind_share * len(pairs))].tolist()))
+    return datasets.concatenate_datasets([pairs, off_kind(extra, answers_by_kind(public), rng)])
+
+
+def off_kind(
+    pairs: datasets.Dataset, vocabulary: dict[str, tuple[str, ...]], rng: np.random.Generator
+) -> datasets.Dataset:
+    """``pairs`` with each rejected answer replaced by a random answer of another kind."""
+    others = {
+        kind: [a for other, answers in vocabulary.items() if other != kind for a in answers]
+        for kind in vocabulary
+    }
+    rejected = [others[kind][int(rng.integers(len(others[kind])))] for kind in pairs["kind"]]
+    return pairs.remove_columns("rejected").add_column("rejected", rejected).cast(pairs.features)
 
 
 def pretrain_compact(
@@ -129,7 +157,8 @@ def public_state(
     path = folder / WEIGHTS
     if path.exists():
         return torch.load(path, weights_only=True), recipe.key
-    state = pretrain_compact(recipe, public_pairs(splits, recipe.pairs_per_kind, recipe.seed), progress)
+    pairs = public_pairs(splits, recipe.pairs_per_kind, recipe.seed, recipe.off_kind_share)
+    state = pretrain_compact(recipe, pairs, progress)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RECIPE).write_text(json.dumps(asdict(recipe), indent=2, sort_keys=True) + "\n")
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as file:
@@ -138,4 +167,4 @@ def public_state(
     return state, recipe.key
 
 
-__all__ = ["PublicRecipe", "StateDict", "pretrain_compact", "public_pairs", "public_state"]
+__all__ = ["PublicRecipe", "StateDict", "off_kind", "pretrain_compact", "public_pairs", "public_state"]

@@ -80,11 +80,20 @@ class RewardModel:
         return self.rewards(list(pairs["image"]), list(pairs["question"]), answers)
 
     def calibrated(self, pairs: datasets.Dataset) -> RewardModel:
-        """A copy whose temperature and offset are fitted on ``pairs`` (held-out pairs)."""
+        """A copy whose temperature and offset are fitted on ``pairs`` (held-out pairs).
+
+        The temperature minimises the log loss against Platt's target (n + 1) / (n + 2) rather than 1: on
+        held-out pairs that the model separates perfectly, a target of 1 drives the temperature to the
+        grid's floor and every score to exactly 0 or 1, which erases the ranking GRPO needs.
+        """
         r = self.pair_rewards(pairs)
         diff = r[:, 0] - r[:, 1]
+        target = platt_target(len(diff))
         grid = np.exp(np.linspace(-5.0, 5.0, 201))  # temperatures
-        losses = [np.logaddexp(0.0, -diff / t).mean() for t in grid]
+        losses = [
+            (target * np.logaddexp(0.0, -diff / t) + (1.0 - target) * np.logaddexp(0.0, diff / t)).mean()
+            for t in grid
+        ]
         return replace(
             self, temperature=float(grid[int(np.argmin(losses))]), offset=float(np.median(r.mean(1)))
         )
@@ -112,6 +121,11 @@ class RewardModel:
         torch.save(state, path / WEIGHTS_FILE)
         (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return path
+
+
+def platt_target(pairs: int) -> float:
+    """Platt's (1999) target probability for ``pairs`` observed wins: (n + 1) / (n + 2), never exactly 1."""
+    return (pairs + 1.0) / (pairs + 2.0)
 
 
 def _save_base(vlm: Vlm, path: Path) -> None:

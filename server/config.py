@@ -50,6 +50,9 @@ class RunSettings:
     )
     calibration_items: int = help_field(256, "Public calibration pairs sent to clients for the router.")
     eval_limit: int = help_field(500, "Test questions evaluated after training (0 = none).")
+    eval_balance_kinds: bool = help_field(
+        False, "Evaluate the same number of test questions of each kind (else the test split's mix)."
+    )
 
     def __post_init__(self) -> None:
         routing_ok = self.routing in ("router", "uniform", "gold") or (

@@ -278,7 +278,7 @@ class FederatedAlignment:
         limit = self.config.run.eval_limit
         if not limit:
             return None
-        result = evaluate_held_out(policy, splits, limit)
+        result = evaluate_held_out(policy, splits, limit, balanced=self.config.run.eval_balance_kinds)
         (self.run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
         return result
 

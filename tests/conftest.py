@@ -71,7 +71,7 @@ def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def quick_base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One base-model cache for the session: the quick runs' 300-step base is pretrained only once."""
+    """One base-model cache for the session: the quick runs' 150-step base is pretrained only once."""
     return tmp_path_factory.mktemp("base-cache")
 
 

@@ -43,6 +43,9 @@ def test_every_command_has_help(path: list[str], capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "Usage:" in out
     assert len(out.strip().splitlines()) > 3
+    # Rich markup must not swallow a TOML table's name such as [simulate].
+    for swallowed in ("with a  table", "with an  table", "with  and"):
+        assert swallowed not in out
 
 
 def test_bad_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from secure_mor.data import DataConfig, FederatedSplits
 from secure_mor.errors import ConfigError, ModelError
-from secure_mor.models.evaluate import TextOnlyBaseline, evaluate_vlm, sample_rows
+from secure_mor.models.evaluate import TextOnlyBaseline, balanced_rows, evaluate_vlm, sample_rows
 from secure_mor.models.factory import Vlm, build_tiny_vlm, load_vlm, save_vlm
 from secure_mor.models.presets import PRESETS, VlmPreset
 from secure_mor.models.pretrain import MANIFEST, BaseConfig, BasePretrainer, PretrainConfig
@@ -114,3 +114,14 @@ def test_text_only_baseline_scores_high_on_yes_no_and_low_on_colour(easy_splits:
     accuracy = {kind: sum(h) / len(h) for kind, h in hits.items()}
     assert accuracy["yesno"] > 0.75  # the wording of a yes/no question gives its answer away (DESIGN.md)
     assert accuracy["color"] < 0.25
+
+
+def test_balanced_rows_take_each_kind_equally_and_all_of_a_rare_one() -> None:
+    kinds = ["yesno"] * 90 + ["color"] * 30 + ["shape"] * 4
+    rows = balanced_rows(kinds, 31, seed=0)
+    assert rows == sorted(set(rows))
+    taken = [kinds[i] for i in rows]
+    # 31 over three kinds: 11 for the first in sorted order (color), 10 each after; shape has only 4.
+    assert (taken.count("color"), taken.count("shape"), taken.count("yesno")) == (11, 4, 10)
+    assert balanced_rows(kinds, 31, seed=0) == rows
+    assert balanced_rows(kinds, 31, seed=1) != rows

@@ -42,7 +42,14 @@ def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cac
     assert all(not s["skipped"] and len(s["contributors"].split()) == 3 for s in steps)
     base, after = (json.loads((out / name).read_text()) for name in ("base_eval.json", "run/eval.json"))
     assert base["overall"]["questions"] == after["overall"]["questions"] == quick.eval_limit
-    assert "Most accurate client: " in report
-    # Alignment on the fused, decrypted reward made the policy more often right when it samples (the
-    # quick run is too short to flip greedy answers reliably: the README's GRPO findings).
-    assert after["overall"]["expected_accuracy"] > base["overall"]["expected_accuracy"] + 0.01
+    assert base["color"]["questions"] == base["shape"]["questions"] == base["yesno"]["questions"] == 50
+    # The client with the best held-out accuracy taught its kind: the policy, answering as it does when
+    # sampled, is right more often there than the base. (The quick run is too short to move greedy
+    # answers reliably, even on the gold reward: the README's GRPO findings.)
+    clients = json.loads((out / "clients.json").read_text())
+    best = max(clients, key=lambda name: clients[name]["heldout_accuracy"])
+    assert f"Most accurate client: {best} " in report
+    assert after[best]["expected_accuracy"] > base[best]["expected_accuracy"] + 0.01
+    # And no kind was given up for it: no reward hacking (such as answering every question with a colour).
+    for kind in ("color", "shape", "yesno"):
+        assert after[kind]["expected_accuracy"] > base[kind]["expected_accuracy"] - 0.10

@@ -23,7 +23,7 @@ def pretrain(
     ),
     out: Path = typer.Option(Path("runs/base"), "--out", "-o", help="Folder to write the model to."),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="TOML file with [data] and [pretrain] tables (default: built-in)."
+        None, "--config", "-c", help="TOML file with \\[data] and \\[pretrain] tables (default: built-in)."
     ),
     steps: int | None = typer.Option(None, "--steps", help="Override pretrain.steps."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Override pretrain.max_minutes."),

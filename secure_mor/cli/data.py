@@ -18,7 +18,7 @@ app = typer.Typer(help="Inspect VQA datasets and their federated splits.", no_ar
 @app.command("show")
 def show(
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="TOML file with a [data] table (default: easy-VQA, seed 0)."
+        None, "--config", "-c", help="TOML file with a \\[data] table (default: easy-VQA, seed 0)."
     ),
     source: str | None = typer.Option(
         None, "--dataset", help="Override data.source: 'easy-vqa', a local dataset path or a hub id."

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def eval_command(
     model: str = typer.Option(..., "--model", "-m", help="Model folder (save_pretrained format) or hub id."),
     dataset: str | None = typer.Option(None, "--dataset", help="Override data.source (default easy-vqa)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a [data] table."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a \\[data] table."),
     limit: int | None = typer.Option(
         None, "--limit", "-n", min=1, help="Evaluate a seeded random subset of N test questions."
     ),

@@ -12,7 +12,7 @@ from secure_mor.config import load_config
 
 
 def experiment_command(
-    config: Path = typer.Option(..., "--config", "-c", help="TOML file with an [experiment] table."),
+    config: Path = typer.Option(..., "--config", "-c", help="TOML file with an \\[experiment] table."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Results folder (overrides experiment.out)."),
     report_only: bool = typer.Option(
         False, "--report-only", help="Write the table and plots from the finished cells; run nothing."

@@ -16,7 +16,7 @@ def simulate_command(
     out: Path = typer.Option(
         Path("runs/simulate"), "--out", "-o", help="Folder for the kit, logs and report."
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a [simulate] table."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a \\[simulate] table."),
 ) -> int:
     """Provision a kit, train the clients' DP reward models, run MoR GRPO across processes, audit, report."""
     from secure_mor.simulate.report import write_report  # torch, TRL: load only when run

@@ -165,7 +165,33 @@ def answer_probabilities(vlm: Vlm, batcher: SftBatcher, rows: Sequence[int]) -> 
     return torch.exp((logp * mask).sum(dim=1)).tolist()
 
 
-def evaluate_held_out(vlm: Vlm, splits: Any, limit: int) -> EvalResult:
-    """Accuracy on the same seeded ``limit`` test questions every run uses (baseline from the foundation)."""
-    subset = splits.test.select(sample_rows(len(splits.test), limit, seed=0))
+def balanced_rows(kinds: Sequence[str], limit: int, seed: int) -> list[int]:
+    """A seeded subset of ``limit`` row indices with as many rows of each kind as it has (sorted).
+
+    ``limit`` is split evenly over the kinds (the first kinds in sorted order take the remainder); a kind
+    with fewer rows than its share gives all it has.
+    """
+    labels = np.asarray(kinds)
+    names = sorted(set(labels.tolist()))
+    rng = np.random.default_rng(seed)
+    rows: list[int] = []
+    for i, kind in enumerate(names):
+        share = limit // len(names) + (i < limit % len(names))
+        members = np.flatnonzero(labels == kind)
+        rows += rng.choice(members, size=min(share, len(members)), replace=False).tolist()
+    return sorted(rows)
+
+
+def evaluate_held_out(vlm: Vlm, splits: Any, limit: int, *, balanced: bool = False) -> EvalResult:
+    """Accuracy on the same seeded ``limit`` test questions every run uses (baseline from the foundation).
+
+    ``balanced`` takes the same number of questions of each kind instead of the test split's mix (three
+    in four are yes/no), so that every kind's accuracy rests on enough questions.
+    """
+    rows = (
+        balanced_rows(splits.test["kind"], limit, seed=0)
+        if balanced
+        else sample_rows(len(splits.test), limit, seed=0)
+    )
+    subset = splits.test.select(rows)
     return evaluate_vlm(vlm, subset, TextOnlyBaseline(splits.foundation))

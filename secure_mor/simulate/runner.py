@@ -140,6 +140,7 @@ class Simulation:
                 progress=report,
             )
         )
+        (self.out / "clients.json").write_text(json.dumps(self.state.clients, indent=2) + "\n")
 
     def _federation(self, fed: Path, base: Path) -> None:
         config = self.config
@@ -149,7 +150,8 @@ class Simulation:
             "federation": {"keyholder_address": f"127.0.0.1:{keyholder_port}"},
             "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 2.0},
             "run": {"base_model": str(base), "run_dir": str(self.out / "run"), "routing": config.routing,
-                    "eval_limit": config.eval_limit, "run_id": f"sim-{int(time.time())}"},
+                    "eval_limit": config.eval_limit, "eval_balance_kinds": True,
+                    "run_id": f"sim-{int(time.time())}"},
             "grpo": {"steps": config.grpo_steps, "prompts_per_step": config.prompts_per_step,
                      "group_size": config.group_size, "learning_rate": config.learning_rate,
                      "lora_rank": config.lora_rank, "balance_kinds": config.balance_kinds,
@@ -193,7 +195,9 @@ class Simulation:
         from secure_mor.models.factory import load_vlm
 
         splits = load_splits(DataConfig(seed=self.config.seed))
-        self.state.base_eval = evaluate_held_out(load_vlm(base), splits, self.config.eval_limit).to_json()
+        self.state.base_eval = evaluate_held_out(
+            load_vlm(base), splits, self.config.eval_limit, balanced=True
+        ).to_json()
         (self.out / "base_eval.json").write_text(json.dumps(self.state.base_eval, indent=2) + "\n")
 
     def _audit(self, fed: Path) -> None:

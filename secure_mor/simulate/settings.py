@@ -67,6 +67,6 @@ class SimulateConfig:
     def quick(self) -> SimulateConfig:
         """The same run at test size: the same code path, smaller numbers (``--quick``)."""
         return dataclasses.replace(
-            self, rm_pairs=200, rm_epochs=3, base_steps=300, grpo_steps=40, prompts_per_step=8, group_size=8,
-            eval_limit=96,
+            self, rm_pairs=200, rm_epochs=3, base_steps=150, grpo_steps=80, prompts_per_step=8, group_size=8,
+            eval_limit=150,
         )  # fmt: skip

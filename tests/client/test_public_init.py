@@ -22,6 +22,7 @@ from secure_mor.client.public_init import PublicRecipe, public_pairs, public_sta
 from secure_mor.client.training import train_reward_model
 from secure_mor.crypto.signing import SigningKey
 from secure_mor.data import DataConfig, FederatedSplits
+from secure_mor.data.preferences import answers_by_kind
 
 TINY = RewardModelConfig(
     architecture="compact", hidden=8, vocab_buckets=32, public_epochs=1, public_pairs_per_kind=8
@@ -39,6 +40,19 @@ def test_public_pairs_come_from_the_public_splits_only(easy_splits: FederatedSpl
     private = {image for shard in easy_splits.clients.values() for image in shard["image_id"]}
     assert set(pairs["image_id"]) <= public
     assert not set(pairs["image_id"]) & private
+
+
+def test_off_kind_pairs_reject_an_answer_of_another_kind(easy_splits: FederatedSplits) -> None:
+    plain = public_pairs(easy_splits, pairs_per_kind=8, seed=0)
+    pairs = public_pairs(easy_splits, pairs_per_kind=8, seed=0, off_kind_share=0.25)
+    assert len(pairs) == len(plain) + round(0.25 * len(plain))
+    assert pairs.select(range(len(plain)))["rejected"] == plain["rejected"]
+    vocabulary = answers_by_kind(easy_splits.foundation)
+    added = pairs.select(range(len(plain), len(pairs)))
+    for kind, chosen, rejected in zip(added["kind"], added["chosen"], added["rejected"], strict=True):
+        assert chosen in vocabulary[kind]
+        assert rejected not in vocabulary[kind]
+        assert any(rejected in answers for answers in vocabulary.values())
 
 
 def test_public_state_is_cached_by_recipe(

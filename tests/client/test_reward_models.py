@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from secure_mor.cli import main
-from secure_mor.client.reward_model import RewardModel, load_reward_model
+from secure_mor.client.reward_model import RewardModel, load_reward_model, platt_target
 
 
 @pytest.mark.parametrize("arch", ["compact", "lora"])
@@ -35,6 +35,28 @@ def test_calibration_fits_a_temperature_without_changing_the_ranking(compact: Re
     calibrated = compact.calibrated(held)
     assert calibrated.temperature > 0
     np.testing.assert_array_equal(calibrated.pair_rewards(held), compact.pair_rewards(held))
+
+
+def test_calibration_keeps_scores_graded_when_the_held_out_pairs_are_all_ranked_right(
+    compact: RewardModel, pairs: datasets.Dataset
+) -> None:
+    raw = compact.pair_rewards(pairs)
+    held = pairs.select(np.flatnonzero(raw[:, 0] > raw[:, 1]).tolist())
+    diff = compact.pair_rewards(held) @ np.array([1.0, -1.0])
+    assert len(held) >= 4
+    assert np.all(diff > 0)
+    # Fitting the temperature to a target of 1 on such pairs runs to the grid's floor (scores of 0 or 1)...
+    grid = np.exp(np.linspace(-5.0, 5.0, 201))
+    assert int(np.argmin([np.logaddexp(0.0, -diff / t).mean() for t in grid])) == 0
+    # ...Platt's target keeps the temperature off the floor and the scores inside (0, 1), in order.
+    calibrated = compact.calibrated(held)
+    assert calibrated.temperature > 2 * grid[0]
+    win = 1.0 / (1.0 + np.exp(-diff / calibrated.temperature))
+    assert win.max() < 1.0  # held-out wins are not certainties
+    assert win.mean() < platt_target(len(held)) + 0.03
+    scores = calibrated.score(list(held["image"]), list(held["question"]), list(held["chosen"]))
+    assert np.all((scores > 1e-6) & (scores < 1 - 1e-6))
+    assert len(np.unique(scores)) == len(scores)
 
 
 def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path, capsys) -> None:
