@@ -1,5 +1,9 @@
 """The compact reward model: a small CNN over the image and hashed bag-of-words over question and answer.
 
+Beside the CNN's pooled features the image also enters as a colour summary (per-channel mean, max and
+min over all pixels): easy-VQA's shapes can be a few pixels wide, and the strided convolutions blur a
+small brown shape into a red one; the channel minimum over a light background keeps its colour.
+
 Shapes: images (B, 3, S, S); question tokens (B, Tq); answer tokens (B, K, Ta) with K = 2 for a
 preference pair (chosen, rejected) and K = 1 when scoring. One pair is ONE row of the batch: every
 trainable layer sees the pair index as dimension 0, so Opacus clips per pair, never per answer. Each
@@ -106,7 +110,9 @@ class CompactRewardModel(nn.Module):
     def forward(self, images: torch.Tensor, question: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """Rewards (B, K)."""
         centred = images * 4.0 - 2.0
-        colours = torch.cat([centred.mean(dim=(2, 3)), centred.amax(dim=(2, 3)), centred.amin(dim=(2, 3))], 1)
+        colours = torch.cat(
+            [centred.mean(dim=(2, 3)), centred.amax(dim=(2, 3)), centred.amin(dim=(2, 3))], 1
+        )  # (B, 9)
         x = nn.functional.avg_pool2d(centred, 2)  # (B, 3, S/2, S/2)
         x = self.act(self.conv1(x))  # (B, 16, S/4, S/4)
         x = self.act(self.conv2(x))  # (B, 32, S/8, S/8)
