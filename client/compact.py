@@ -29,6 +29,8 @@ from torch.utils.data import TensorDataset
 IMAGE_SIZE = 64
 QUESTION_TOKENS = 16
 ANSWER_TOKENS = 4
+COLOUR_FEATURES = 9
+"""The colour summary: mean, max and min of each of the 3 channels."""
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -88,7 +90,7 @@ class CompactRewardModel(nn.Module):
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1)
         self.conv3 = nn.Conv2d(32, 32, kernel_size=3, stride=2, padding=1)
-        self.image_proj = nn.Linear(32 * 4 + 9, hidden)
+        self.image_proj = nn.Linear(32 * 4 + COLOUR_FEATURES, hidden)
         self.question_embed = nn.Embedding(buckets, hidden)
         self.answer_embed = nn.Embedding(buckets, hidden)
         self.context = nn.Linear(3 * hidden, hidden)
@@ -112,13 +114,13 @@ class CompactRewardModel(nn.Module):
         centred = images * 4.0 - 2.0
         colours = torch.cat(
             [centred.mean(dim=(2, 3)), centred.amax(dim=(2, 3)), centred.amin(dim=(2, 3))], 1
-        )  # (B, 9)
+        )  # (B, COLOUR_FEATURES)
         x = nn.functional.avg_pool2d(centred, 2)  # (B, 3, S/2, S/2)
         x = self.act(self.conv1(x))  # (B, 16, S/4, S/4)
         x = self.act(self.conv2(x))  # (B, 32, S/8, S/8)
         x = self.act(self.conv3(x))  # (B, 32, S/16, S/16)
         pooled = nn.functional.adaptive_max_pool2d(x, 2).flatten(1)  # (B, 128): coarse layout kept
-        pooled = torch.cat([pooled, colours], dim=1)  # (B, 137)
+        pooled = torch.cat([pooled, colours], dim=1)  # (B, 128 + COLOUR_FEATURES)
         img = self.act(self.image_proj(pooled))  # (B, H)
         q = _masked_mean(self.question_embed(question), question)  # (B, H)
         ctx = self.act(self.context(torch.cat([img, q, img * q], dim=-1)))  # (B, H)

@@ -90,7 +90,8 @@ def public_pairs(
     With ``off_kind_share`` > 0, that share of the pairs is added again with an off-kind rejected answer.
     """
     public = datasets.concatenate_datasets([splits.foundation, splits.prompts, splits.calibration])
-    pairs = build_preference_pairs(public, seed=seed)
+    vocabulary = answers_by_kind(public)
+    pairs = build_preference_pairs(public, seed=seed, vocabulary=vocabulary)
     kinds = np.array(pairs["kind"])
     rng = np.random.default_rng(seed)
     keep = [
@@ -101,7 +102,7 @@ def public_pairs(
     if off_kind_share <= 0:
         return pairs
     extra = pairs.select(sorted(rng.permutation(len(pairs))[: round(off_kind_share * len(pairs))].tolist()))
-    return datasets.concatenate_datasets([pairs, off_kind(extra, answers_by_kind(public), rng)])
+    return datasets.concatenate_datasets([pairs, off_kind(extra, vocabulary, rng)])
 
 
 def off_kind(

@@ -89,13 +89,14 @@ class RewardModel:
         r = self.pair_rewards(pairs)
         diff = r[:, 0] - r[:, 1]
         target = platt_target(len(diff))
-        grid = np.exp(np.linspace(-5.0, 5.0, 201))  # temperatures
         losses = [
             (target * np.logaddexp(0.0, -diff / t) + (1.0 - target) * np.logaddexp(0.0, diff / t)).mean()
-            for t in grid
+            for t in TEMPERATURES
         ]
         return replace(
-            self, temperature=float(grid[int(np.argmin(losses))]), offset=float(np.median(r.mean(1)))
+            self,
+            temperature=float(TEMPERATURES[int(np.argmin(losses))]),
+            offset=float(np.median(r.mean(1))),
         )
 
     def save(self, path: Path) -> Path:
@@ -121,6 +122,10 @@ class RewardModel:
         torch.save(state, path / WEIGHTS_FILE)
         (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return path
+
+
+TEMPERATURES = np.exp(np.linspace(-5.0, 5.0, 201))
+"""The grid ``calibrated`` searches for the score's temperature."""
 
 
 def platt_target(pairs: int) -> float:

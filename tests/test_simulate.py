@@ -42,7 +42,8 @@ def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cac
     assert all(not s["skipped"] and len(s["contributors"].split()) == 3 for s in steps)
     base, after = (json.loads((out / name).read_text()) for name in ("base_eval.json", "run/eval.json"))
     assert base["overall"]["questions"] == after["overall"]["questions"] == quick.eval_limit
-    assert base["color"]["questions"] == base["shape"]["questions"] == base["yesno"]["questions"] == 50
+    per_kind = quick.eval_limit // 3
+    assert base["color"]["questions"] == base["shape"]["questions"] == base["yesno"]["questions"] == per_kind
     # The client with the best held-out accuracy taught its kind: the policy, answering as it does when
     # sampled, is right more often there than the base. (The quick run is too short to move greedy
     # answers reliably, even on the gold reward: the README's GRPO findings.)

@@ -28,6 +28,9 @@ from secure_mor.errors import SecureMorError
 from secure_mor.simulate.processes import ProcessGroup
 from secure_mor.simulate.settings import ClientSpec, SimulateConfig
 
+EVAL_BALANCED = True
+"""The base and the aligned policy are evaluated on the same number of questions of each kind."""
+
 Progress = Callable[[str, float, float | None, str], None]
 """Called with (phase, done, total or None, detail) as the run advances."""
 
@@ -150,7 +153,7 @@ class Simulation:
             "federation": {"keyholder_address": f"127.0.0.1:{keyholder_port}"},
             "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 2.0},
             "run": {"base_model": str(base), "run_dir": str(self.out / "run"), "routing": config.routing,
-                    "eval_limit": config.eval_limit, "eval_balance_kinds": True,
+                    "eval_limit": config.eval_limit, "eval_balance_kinds": EVAL_BALANCED,
                     "run_id": f"sim-{int(time.time())}"},
             "grpo": {"steps": config.grpo_steps, "prompts_per_step": config.prompts_per_step,
                      "group_size": config.group_size, "learning_rate": config.learning_rate,
@@ -196,7 +199,7 @@ class Simulation:
 
         splits = load_splits(DataConfig(seed=self.config.seed))
         self.state.base_eval = evaluate_held_out(
-            load_vlm(base), splits, self.config.eval_limit, balanced=True
+            load_vlm(base), splits, self.config.eval_limit, balanced=EVAL_BALANCED
         ).to_json()
         (self.out / "base_eval.json").write_text(json.dumps(self.state.base_eval, indent=2) + "\n")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from secure_mor.cli import main
-from secure_mor.client.reward_model import RewardModel, load_reward_model, platt_target
+from secure_mor.client.reward_model import TEMPERATURES, RewardModel, load_reward_model, platt_target
 
 
 @pytest.mark.parametrize("arch", ["compact", "lora"])
@@ -46,11 +46,10 @@ def test_calibration_keeps_scores_graded_when_the_held_out_pairs_are_all_ranked_
     assert len(held) >= 4
     assert np.all(diff > 0)
     # Fitting the temperature to a target of 1 on such pairs runs to the grid's floor (scores of 0 or 1)...
-    grid = np.exp(np.linspace(-5.0, 5.0, 201))
-    assert int(np.argmin([np.logaddexp(0.0, -diff / t).mean() for t in grid])) == 0
+    assert int(np.argmin([np.logaddexp(0.0, -diff / t).mean() for t in TEMPERATURES])) == 0
     # ...Platt's target keeps the temperature off the floor and the scores inside (0, 1), in order.
     calibrated = compact.calibrated(held)
-    assert calibrated.temperature > 2 * grid[0]
+    assert calibrated.temperature > 2 * TEMPERATURES[0]
     win = 1.0 / (1.0 + np.exp(-diff / calibrated.temperature))
     assert win.max() < 1.0  # held-out wins are not certainties
     assert win.mean() < platt_target(len(held)) + 0.03
