@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import update_toml
 
-from ._federation import CLIENTS, configure, run_cli, start_federation, steps_of
+from ._federation import CLIENTS, configure, run_cli, start_federation, steps_of, update_toml
 
 
 @pytest.mark.slow

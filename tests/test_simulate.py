@@ -15,7 +15,7 @@ from secure_mor.simulate.settings import SimulateConfig
 @pytest.mark.slow
 def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cache: Path) -> None:
     config = tmp_path / "simulate.toml"
-    config.write_text(f'[simulate]\nbase_cache = "{quick_base_cache}"\n')
+    config.write_text(f'[base]\ncache = "{quick_base_cache}"\n')
     out = tmp_path / "sim"
     assert main(["simulate", "--quick", "--out", str(out), "--config", str(config)]) == 0
 
@@ -38,11 +38,11 @@ def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cac
     with (out / "run" / "secure_steps.csv").open() as file:
         steps = list(csv.DictReader(file))
     quick = SimulateConfig().quick()
-    assert len(steps) == quick.grpo_steps
+    assert len(steps) == quick.grpo.steps
     assert all(not s["skipped"] and len(s["contributors"].split()) == 3 for s in steps)
     base, after = (json.loads((out / name).read_text()) for name in ("base_eval.json", "run/eval.json"))
-    assert base["overall"]["questions"] == after["overall"]["questions"] == quick.eval_limit
-    per_kind = quick.eval_limit // 3
+    assert base["overall"]["questions"] == after["overall"]["questions"] == quick.eval.limit
+    per_kind = quick.eval.limit // 3
     assert base["color"]["questions"] == base["shape"]["questions"] == base["yesno"]["questions"] == per_kind
     # The client with the best held-out accuracy taught its kind: the policy, answering as it does when
     # sampled, is right more often there than the base. (The quick run is too short to move greedy
