@@ -70,7 +70,7 @@ def public_start(
     rm = config.reward_model
     if rm.architecture != "compact" or not rm.public_pretraining:
         return None, None
-    return public_state(rm, config.data, splits, progress)
+    return public_state(rm, splits, progress)
 
 
 def train_from_config(

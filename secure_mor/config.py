@@ -83,9 +83,11 @@ def from_mapping(
     hints = get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{prefix}{name}", base) for name, value in data.items()}
     try:
-        return cls(**values)
+        built = cls(**values)
     except ConfigError as error:
         raise ConfigError(f"{prefix}{error}") from None
+    resolve = getattr(built, "resolve_paths", None)  # string fields that may name a path (a data source)
+    return resolve(base) if base is not None and callable(resolve) else built
 
 
 def beside(config_file: str | Path, path: Path) -> Path:
@@ -204,7 +206,7 @@ def _convert_scalar(tp: Any, value: Any, name: str, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a path string, found {_kind(value)} ({value!r})")
         path = Path(value).expanduser()
-        return base / path if base is not None and not path.is_absolute() else path
+        return (base / path).resolve() if base is not None and not path.is_absolute() else path
     raise TypeError(f"config type {tp!r} of {name} is not supported")  # a programming error, not user input
 
 

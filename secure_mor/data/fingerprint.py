@@ -14,9 +14,17 @@ import datasets
 
 from secure_mor.errors import DataError
 
+_MEMO = "_secure_mor_fingerprint"
+
 
 def dataset_fingerprint(dataset: datasets.Dataset) -> str:
-    """SHA-256 (hex) over every row's question, answer, kind, image id and image bytes, in order."""
+    """SHA-256 (hex) over every row's question, answer, kind, image id and image bytes, in order.
+
+    Memoised on the (immutable) dataset object: a run asks for the same split's fingerprint often.
+    """
+    memo = getattr(dataset, _MEMO, None)
+    if isinstance(memo, str):
+        return memo
     digest = hashlib.sha256()
     images = dataset.cast_column("image", datasets.Image(decode=False))["image"]
     seen: dict[str, str] = {}  # image id -> digest of its bytes: an image carries several questions
@@ -29,6 +37,7 @@ def dataset_fingerprint(dataset: datasets.Dataset) -> str:
         for value in (row["question"], row["answer"], row["kind"], image_id, seen[image_id]):
             digest.update(str(value).encode())
             digest.update(b"\0")
+    setattr(dataset, _MEMO, digest.hexdigest())
     return digest.hexdigest()
 
 
