@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import tomli_w
+from hypothesis import given
+from hypothesis import strategies as st
 
-from secure_mor.config import load_config, to_mapping
+from secure_mor.config import load_config, to_mapping, write_config
+from secure_mor.crypto.step_id import RUN_ID, STEP_ID, run_id_problem
 from secure_mor.data import DataConfig
 from secure_mor.errors import ConfigError
 from secure_mor.models.pretrain import BaseConfig
+from secure_mor.server.config import load_server_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -77,3 +83,47 @@ def test_round_trip_through_mapping(tmp_path: Path) -> None:
 def test_example_config_documents_the_defaults() -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "base.toml"
     assert load_config(BaseConfig, example) == BaseConfig()
+
+
+@pytest.mark.parametrize("run_id", ["my run", "run/1", "", "é", "x" * 101])
+def test_a_run_id_that_cannot_prefix_step_ids_is_refused_where_the_server_config_loads(
+    tmp_path: Path, run_id: str
+) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(tomli_w.dumps({"run": {"run_id": run_id, "clients": ["a", "b"]}}))
+    with pytest.raises(ConfigError, match=r"server\.toml: run\.run_id: expected 1–100 characters"):
+        load_server_config(path)
+
+
+@given(st.from_regex(RUN_ID, fullmatch=True), st.integers(min_value=0, max_value=10**12))
+def test_every_accepted_run_id_gives_step_ids_the_key_holder_and_clients_accept(run_id: str, n: int) -> None:
+    assert run_id_problem(run_id) is None
+    assert STEP_ID.match(f"{run_id}/{n}")
+
+
+def test_a_recipe_written_as_a_kit_config_reads_back_equal_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from secure_mor.simulate.settings import SimulateConfig
+
+    monkeypatch.chdir(tmp_path)
+    config = dataclasses.replace(
+        SimulateConfig().quick(),
+        base=dataclasses.replace(SimulateConfig().base, cache=Path("relative/cache")),
+    )
+    write_config(config, tmp_path / "sim.toml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    again = load_config(SimulateConfig, tmp_path / "sim.toml")
+    assert again.base.cache == tmp_path / "relative" / "cache"  # written absolute, read the same
+    assert again.reward_models.public_cache == Path.home() / ".cache" / "secure-mor" / "compact"  # ~ expanded
+    assert dataclasses.replace(again, base=config.base, reward_models=config.reward_models) == config
+
+
+def test_a_relative_data_source_means_the_folder_beside_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "sets" / "vqa").mkdir(parents=True)
+    path = write(tmp_path, '[data]\nsource = "./sets/vqa"\n')
+    assert load_config(BaseConfig, path).data.source == str(tmp_path / "sets" / "vqa")
+    hub = write(tmp_path, '[data]\nsource = "owner/dataset"\n')
+    assert load_config(BaseConfig, hub).data.source == "owner/dataset"  # a hub id stays as written

@@ -157,8 +157,9 @@ batch_size = 4
     expected = {("base", ""), ("gold", ""), ("single:color", "3"), ("router", "3"), ("fedavg-dpo", "3")}
     assert {(r["method"], r["epsilon"]) for r in rows} == expected
     assert len(rows) == len(expected)
-    assert all(r["overall"] and 0 <= float(r["overall"]) <= 1 for r in rows)
-    assert all(0 <= float(r["expected_overall"]) <= 1 for r in rows)
+    assert all(0 <= json.loads(r["accuracy"])["overall"] <= 1 for r in rows)
+    assert all(0 <= json.loads(r["expected"])["overall"] <= 1 for r in rows)
+    assert all(set(json.loads(r["accuracy"])) == {"color", "shape", "yesno", "overall"} for r in rows)
     router = next(r for r in rows if r["method"] == "router")
     weights = json.loads(router["details"])["router_weights"]  # mean weight per kind and client
     assert weights

@@ -148,3 +148,61 @@ calibration_items = 24
     text = (out / "results.md").read_text()
     assert "| method | extent | side | tint | overall |" in text
     assert main(["audit", str(out / "kits" / "eps-3_seed-0")]) == 0
+
+
+def _refused(config: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``simulate`` on ``config``: it must refuse in one line, before writing or starting anything."""
+    assert main(["simulate", "--quick", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+def test_by_kind_clients_on_data_without_a_kind_column_are_refused(
+    square_vqa: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "no-kind.toml"
+    config.write_text(DATA_TABLES.format(source=square_vqa, cache=tmp_path).replace('kind = "topic"\n', ""))
+    assert "needs a question-kind column; set data.columns.kind" in _refused(config, tmp_path / "o", capsys)
+
+
+def test_a_client_naming_a_shard_that_does_not_exist_is_refused(
+    square_vqa: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad-shard.toml"
+    config.write_text(
+        DATA_TABLES.format(source=square_vqa, cache=tmp_path).replace('name = "side"', 'name = "sides"')
+    )
+    err = _refused(config, tmp_path / "o", capsys)
+    assert "clients[1].name: no shard 'sides'" in err
+    assert "its shards are: extent, side, tint" in err
+
+
+def test_a_table_simulate_does_not_read_is_refused(
+    square_vqa: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "extra.toml"
+    config.write_text(DATA_TABLES.format(source=square_vqa, cache=tmp_path) + "\n[experiment]\nseeds = [1]\n")
+    assert "experiment: unknown table (it would be ignored)" in _refused(config, tmp_path / "o", capsys)
+
+
+def test_a_kind_too_small_for_a_split_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_square_vqa(tmp_path / "squares", images=60)
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    rare = [r for r in rows if r["topic"] != "extent" or r["picture"] == "sq-0"]  # extent: one image
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rare))
+    config = tmp_path / "rare.toml"
+    config.write_text(DATA_TABLES.format(source=folder, cache=tmp_path))
+    err = _refused(config, tmp_path / "o", capsys)
+    assert "client shard 'extent' is empty: raise data.fractions.clients or use more data" in err
+
+
+def test_images_that_do_not_decode_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_square_vqa(tmp_path / "squares")
+    for image in folder.glob("*.png"):
+        image.write_bytes(b"not a png")
+    config = tmp_path / "broken.toml"
+    config.write_text(DATA_TABLES.format(source=folder, cache=tmp_path))
+    err = _refused(config, tmp_path / "o", capsys)
+    assert "split 'foundation': row 0: the image (column 'image', data.columns.image) does not decode" in err

@@ -8,7 +8,6 @@ import typer
 
 from secure_mor.cli.app import console
 from secure_mor.cli.progress import phase_progress, progress_bar
-from secure_mor.simulate.settings import load_simulate_config
 
 
 def simulate_command(
@@ -25,14 +24,18 @@ def simulate_command(
     ),
 ) -> int:
     """Provision a kit, train the clients' DP reward models, run MoR GRPO across processes, audit, report."""
+    from secure_mor.simulate.preflight import check_recipe_data
     from secure_mor.simulate.report import write_report  # torch, TRL: load only when run
     from secure_mor.simulate.runner import Simulation
+    from secure_mor.simulate.settings import load_simulate_config
 
     settings = load_simulate_config(config)
     settings = settings.quick() if quick else settings
     out = out.expanduser().resolve()
+    with console.status("loading and checking the data"):
+        splits = check_recipe_data(settings)  # before anything is written or started
     with progress_bar() as bar:
-        simulation = Simulation(settings, out, progress=phase_progress(bar))
+        simulation = Simulation(settings, out, progress=phase_progress(bar), splits=splits)
         state = simulation.run()
     path = write_report(out, settings, state)
     if state.interrupted:

@@ -8,9 +8,6 @@ import datasets
 
 from secure_mor.errors import DataError
 
-KINDS_EASY_VQA = ("color", "shape", "yesno")
-"""Question kinds of easy-VQA (the default heterogeneity: one client per kind)."""
-
 VQA_FEATURES = datasets.Features(
     {
         "image": datasets.Image(),

@@ -68,7 +68,7 @@ def make_splits(
     parts = [train.select(_rows(group, by_image)) for group in groups[:3]]
     for name, part in zip(SPLIT_NAMES, parts, strict=True):
         if len(part) == 0:
-            raise DataError(f"split {name!r} is empty: raise fractions.{name} or use a larger dataset")
+            raise DataError(f"split {name!r} is empty: raise data.fractions.{name} or use a larger dataset")
     clients = _client_shards(train, groups[3], by_image, config, rng)
     held_out = test if test is not None else train.select(_rows(groups[4], by_image))
     foundation, prompts, calibration = parts
@@ -126,6 +126,8 @@ def _client_shards(
             if (p := keep[k, kinds.index(kinds_of_rows[row])]) >= 1.0 or rng.random() < p
         ]
         if not rows:
-            raise DataError(f"client shard {name!r} is empty: raise fractions.clients or use more data")
+            raise DataError(
+                f"client shard {name!r} is empty: raise data.fractions.clients or use more data"
+            )
         shards[name] = train.select(rows)
     return shards

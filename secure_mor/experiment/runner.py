@@ -67,6 +67,7 @@ class Experiment:
 
     def run(self) -> list[CellResult]:
         """Run what is not finished yet; return every result (old and new)."""
+        _ = self.splits  # the data is loaded and checked before anything is written
         self._check_settings()
         results = self.store.load()
         done = finished(results)

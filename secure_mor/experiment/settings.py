@@ -53,8 +53,9 @@ class GridSettings:
 
     out: Path = help_field(Path("runs/experiment"), "Results folder (finished cells there are not rerun).")
     methods: tuple[str, ...] = help_field(
-        ("base", "single:color", "single:shape", "single:yesno", "uniform", "router", "gold", "fedavg-dpo"),
-        "Methods: base, single:<client>, uniform, router (MoR), gold, fedavg-dpo.",
+        (),
+        "Methods: base, single:<client>, uniform, router (MoR), gold, fedavg-dpo; empty = all of them, "
+        "with single:<client> for each client.",
     )
     epsilons: tuple[float, ...] = help_field(
         (math.inf, 8.0, 3.0, 1.0), "Each client's ε per reward-model training (inf = no DP); δ = 1e-5."
@@ -66,7 +67,6 @@ class GridSettings:
     )
 
     def __post_init__(self) -> None:
-        require(bool(self.methods), "methods", "list at least one method")
         require(len(set(self.methods)) == len(self.methods), "methods", "a method is listed twice")
         require(bool(self.epsilons), "epsilons", "list at least one ε (inf for no DP)")
         for epsilon in self.epsilons:
@@ -90,7 +90,7 @@ class ExperimentConfig(Recipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         names = self.client_names
-        for method in self.experiment.methods:
+        for method in self.methods:
             if method in FIXED_METHODS:
                 continue
             try:
@@ -110,8 +110,9 @@ class ExperimentConfig(Recipe):
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """The grid's methods."""
-        return self.experiment.methods
+        """The grid's methods (``experiment.methods``, or every method over these clients if empty)."""
+        singles = tuple(f"single:{name}" for name in self.client_names)
+        return self.experiment.methods or ("base", *singles, "uniform", "router", "gold", "fedavg-dpo")
 
     @property
     def epsilons(self) -> tuple[float, ...]:

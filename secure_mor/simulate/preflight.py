@@ -36,10 +36,10 @@ def check_recipe_data(recipe: Recipe) -> FederatedSplits:
             "(or use data.clients.mode = 'dirichlet')"
         )
     splits = load_splits(data)
-    _check_shards(recipe, splits, where)
-    _check_kinds(splits, where)
     for name, split in splits.named().items():
         _check_images(split, f"{where}, split {name!r}", data.columns.image)
+    _check_shards(recipe, splits, where)
+    _check_kinds(splits, where)
     return splits
 
 

@@ -13,11 +13,11 @@ class ProcessGroup:
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
-        self.logs.mkdir(parents=True, exist_ok=True)
         self.started: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start ``secure-mor ARGS`` as party ``name``; its output goes to ``logs/<name>.log``."""
+        self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "secure_mor", *args], stdout=log, stderr=subprocess.STDOUT

@@ -70,12 +70,19 @@ def free_port() -> int:
 class Simulation:
     """One simulated federated alignment run in ``out`` (resolved to an absolute path once, here)."""
 
-    def __init__(self, config: SimulateConfig, out: Path, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulateConfig,
+        out: Path,
+        progress: Progress | None = None,
+        splits: FederatedSplits | None = None,
+    ) -> None:
+        """``splits``: the recipe's data, already checked (``check_recipe_data``); loaded first if None."""
         self.config, self.out = config, out.expanduser().resolve()
         self.progress = progress or (lambda phase, done, total, detail: None)
         self.state = SimulationState(self.out)
         self.group = ProcessGroup(self.out / "logs")
-        self._splits: FederatedSplits | None = None
+        self._splits = splits
 
     def run(self) -> SimulationState:
         """Run every phase; on Ctrl-C stop all processes and return what was done."""
@@ -83,7 +90,8 @@ class Simulation:
 
         self.out.mkdir(parents=True, exist_ok=True)
         try:
-            self._splits = self._phase("data", lambda: check_recipe_data(self.config))
+            if self._splits is None:
+                self._splits = self._phase("data", lambda: check_recipe_data(self.config))
             fed = self._phase(
                 "provision",
                 lambda: create_federation(self.out / "fed", self.config.client_names, force=True).root,

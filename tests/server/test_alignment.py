@@ -98,7 +98,10 @@ def test_a_server_run_calibrates_trains_logs_evaluates_and_resumes(
         with (run / "train_log.csv").open() as file:
             assert len(list(csv.DictReader(file))) == 2
         assert set(json.loads((run / "eval.json").read_text())) >= {"overall"}
-        assert (run / "policy" / "adapter_config.json").exists()
+        assert (run / "policy" / "model.safetensors").exists()  # the whole tiny policy (grpo.lora_rank = 0)
+        weights = json.loads((run / "router_weights.json").read_text())  # the router's weight per kind
+        assert weights
+        assert all(abs(sum(per_client.values()) - 1) < 1e-3 for per_client in weights.values())
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
         resumed = dataclasses.replace(config, grpo=dataclasses.replace(config.grpo, steps=3))

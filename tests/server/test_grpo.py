@@ -32,7 +32,9 @@ def test_grpo_rewards_reach_trl_and_the_lora_policy_moves(
         assert len(columns["answer"]) == len(completions)  # dataset columns reach the reward function
         return [1.0 / (1 + len(completion_text(c))) for c in completions]
 
-    settings = GrpoSettings(steps=3, prompts_per_step=2, group_size=4, learning_rate=5e-2, save_steps=100)
+    settings = GrpoSettings(
+        steps=3, prompts_per_step=2, group_size=4, learning_rate=5e-2, save_steps=100, lora_rank=8
+    )
     trainer = build_grpo_trainer(
         base_model=base,
         processor=vlm.processor,
