@@ -126,8 +126,6 @@ def _client_shards(
             if (p := keep[k, kinds.index(kinds_of_rows[row])]) >= 1.0 or rng.random() < p
         ]
         if not rows:
-            raise DataError(
-                f"client shard {name!r} is empty: raise data.fractions.clients or use more data"
-            )
+            raise DataError(f"client shard {name!r} is empty: raise data.fractions.clients or use more data")
         shards[name] = train.select(rows)
     return shards
