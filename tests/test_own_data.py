@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import runpy
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from secure_mor.cli import main
 from secure_mor.simulate.settings import load_simulate_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-write_square_vqa = runpy.run_path(str(EXAMPLES / "make_squares.py"))["write_square_vqa"]
+write_square_vqa: Callable[..., Path] = runpy.run_path(str(EXAMPLES / "make_squares.py"))["write_square_vqa"]
 KINDS = ("extent", "side", "tint")
 
 
