@@ -172,8 +172,8 @@ def _receipts(records: AnchorRecords, logs: Sequence[Log], keyholder_kit: Path |
         return []
     if not logs and keyholder_kit is None:
         message = (
-            f"{len(records.receipts)} receipt(s) in {', '.join(records.files)} not checked: no key holder "
-            "decryption log among the inputs (pass the key holder's kit)"
+            f"completeness could not be checked: no key holder decryption log among the inputs for the "
+            f"{len(records.receipts)} receipt(s) in {', '.join(records.files)} (pass the key holder's kit)"
         )
         return [Finding("anchors.missing", Status.WARN, SERVER, message)]
     findings = []
@@ -253,7 +253,9 @@ def ledger_completeness(
             )
             findings.append(Finding("anchors.ledger_head", Status.PASS, identity, message, last.where))
     for identity in sorted(silent - heads.keys()):
-        message = "joined without announcing its ledger head (an older client): completeness not checked"
+        message = (
+            "joined without announcing its ledger head (an older client): completeness could not be checked"
+        )
         findings.append(Finding("anchors.missing", Status.WARN, identity, message))
     for identity in sorted(ledgers.keys() - heads.keys() - silent):
         message = "no server run among the inputs recorded its ledger head: completeness could not be checked"
@@ -288,9 +290,9 @@ def _head(
     said = f"{identity} announced its ledger head seq {head.seq} (hash {_short(head.entry_hash)}) at {where}"
     if identity not in ledgers:
         if identity not in kits:
-            message = f"{said}; its ledger is not among the inputs: not checked (pass the client's kit)"
+            message = f"{said}; its ledger is not among the inputs: completeness could not be checked"
             return Finding("anchors.missing", Status.WARN, identity, message, where)
-        message = f"{said}, but its kit {kits[identity]} holds no ledger with entries: the ledger was deleted"
+        message = f"{said}, but its kit {kits[identity]} holds no ledger with entries: deleted or emptied"
         return Finding("anchors.ledger_head", Status.FAIL, identity, message, where)
     path, entries = ledgers[identity]
     if head.seq >= len(entries):
@@ -310,8 +312,8 @@ def runs_without_anchors(folders: Sequence[Path]) -> list[Finding]:
             "anchors.missing",
             Status.WARN,
             str(folder),
-            "a server run folder without anchors.jsonl (made before anchors existed?): the completeness of "
-            "the key holder's log and the clients' ledgers could not be checked against it",
+            "a server run folder without anchors.jsonl (made before anchors existed?): completeness could "
+            "not be checked — whether the key holder's log and the clients' ledgers are whole",
             str(folder),
         )
         for folder in folders
