@@ -113,14 +113,16 @@ def _short(digest: str) -> str:
 
 
 def decryption_completeness(
-    records: AnchorRecords, logs: Sequence[Log], keyholder_kit: Path | None
+    records: AnchorRecords, logs: Sequence[Log], keyholder_kit: Path | None, unverified: bool = False
 ) -> list[Finding]:
     """Receipts against the key holder's decryption logs, and those logs' decryptions against requests.
 
     ``keyholder_kit``: the key holder's kit folder when it is among the inputs; with it and no decryption
-    log, the log counts as empty (deleted or emptied) rather than as not given.
+    log, the log counts as empty (deleted or emptied) rather than as not given. ``unverified``: a
+    decryption log among the inputs failed verification (already a failure), so receipts are not
+    checked against the others.
     """
-    findings = _receipts(records, logs, keyholder_kit)
+    findings = [] if unverified else _receipts(records, logs, keyholder_kit)
     receipted = {r.anchor.step_id for r in records.receipts}
     unknown: dict[str, set[str]] = defaultdict(set)  # log → run ids without anchors
     flagged: set[str] = set()  # runs with a decryption that was not requested or has no receipt

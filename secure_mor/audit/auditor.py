@@ -74,28 +74,10 @@ class Auditor:
             findings += checks.single_author(str(found.path), entries, found.owner or SERVER)
         records, more = anchors.collect([(str(f.path), e) for f, e in of_role["server_anchors"]])
         findings += more
-        ledgers = {self._owner(f, e): (str(f.path), e) for f, e in of_role["privacy_ledger"]}
-        unverified = frozenset(
-            f.owner for f in inputs.logs if f.role == "privacy_ledger" and f.owner and f.owner not in ledgers
-        )
-        kits = {i: folder for i, folder in inputs.kits.items() if i.startswith("client:")}
-        announced, completeness = anchors.ledger_completeness(records, ledgers, kits, inputs.keys, unverified)
-        clients: list[ClientPrivacy] = []
-        for found, entries in of_role["privacy_ledger"]:
-            summary, more = self._ledger(found, entries, announced.get(self._owner(found, entries)))
-            clients.append(summary)
-            findings += more
-        decryptions: list[DecryptionSummary] = []
-        for found, entries in of_role["decryption_log"]:
-            findings += checks.single_author(str(found.path), entries, found.owner or KEYHOLDER)
-            summary_d, more = checks.decryptions(str(found.path), entries, inputs.policies)
-            decryptions.append(summary_d)
-            findings += more
+        clients = self._clients(of_role["privacy_ledger"], inputs, records, findings)
+        decryptions = self._decryptions(of_role["decryption_log"], inputs, records, findings)
         for found, _ in of_role["unknown"]:
             findings.append(Finding("log.kind", Status.WARN, str(found.path), "a signed log of unknown kind"))
-        decryption_logs = [(str(f.path), e) for f, e in of_role["decryption_log"]]
-        findings += anchors.decryption_completeness(records, decryption_logs, inputs.kits.get(KEYHOLDER))
-        findings += completeness
         findings += anchors.runs_without_anchors(inputs.runs_without_anchors)
         return AuditReport(
             paths=tuple(map(str, paths)),
@@ -105,6 +87,50 @@ class Auditor:
             decryptions=tuple(decryptions),
             logs=tuple(logs),
         )
+
+    def _clients(
+        self,
+        ledgers: list[tuple[FoundLog, tuple[LogEntry, ...]]],
+        inputs: AuditInputs,
+        records: anchors.AnchorRecords,
+        findings: list[Finding],
+    ) -> list[ClientPrivacy]:
+        """Each verified ledger's ε and budget, and each announced head against its client's ledger."""
+        by_owner = {self._owner(f, e): (str(f.path), e) for f, e in ledgers}
+        unverified = frozenset(
+            f.owner for f in inputs.logs if f.role == "privacy_ledger" and f.owner and f.owner not in by_owner
+        )
+        kits = {i: folder for i, folder in inputs.kits.items() if i.startswith("client:")}
+        announced, completeness = anchors.ledger_completeness(
+            records, by_owner, kits, inputs.keys, unverified
+        )
+        clients = []
+        for found, entries in ledgers:
+            summary, more = self._ledger(found, entries, announced.get(self._owner(found, entries)))
+            clients.append(summary)
+            findings += more
+        findings += completeness
+        return clients
+
+    def _decryptions(
+        self,
+        logs: list[tuple[FoundLog, tuple[LogEntry, ...]]],
+        inputs: AuditInputs,
+        records: anchors.AnchorRecords,
+        findings: list[Finding],
+    ) -> list[DecryptionSummary]:
+        """Each verified decryption log against the policy, and against the server runs' anchors."""
+        summaries = []
+        for found, entries in logs:
+            findings += checks.single_author(str(found.path), entries, found.owner or KEYHOLDER)
+            summary, more = checks.decryptions(str(found.path), entries, inputs.policies)
+            summaries.append(summary)
+            findings += more
+        broken = len(logs) < sum(f.role == "decryption_log" for f in inputs.logs)
+        findings += anchors.decryption_completeness(
+            records, [(str(f.path), e) for f, e in logs], inputs.kits.get(KEYHOLDER), unverified=broken
+        )
+        return summaries
 
     def _verified(
         self, found: FoundLog, inputs: AuditInputs, findings: list[Finding]
