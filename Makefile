@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch is named in the same pip call so that pip takes the CPU build (DESIGN.md "Known facts").
+	# torch is named in the same pip call so that pip takes the CPU build, not a multi-GB CUDA one.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0 -e '.[dev]'
 	touch $(STAMP)
 

@@ -42,9 +42,10 @@ from secure_mor.models.presets import PRESETS
 from secure_mor.protocol import keyholder_stub
 from secure_mor.server.federation import FederationService, serve_federation
 from secure_mor.server.fusion import SecureFusion, fetch_public_context
-from secure_mor.server.grpo import GrpoSettings, build_grpo_trainer, grpo_prompts
-from secure_mor.server.mixture import MixtureOfRewards, SecurePathSettings, StepIds, StepRecord
+from secure_mor.server.grpo import build_grpo_trainer, grpo_prompts
+from secure_mor.server.mixture import FederatedScorer, MixtureOfRewards, StepIds, StepRecord
 from secure_mor.server.routing import UniformRouting
+from secure_mor.server.settings import GrpoSettings, SecurePathSettings
 
 
 def tls(root: Path, party: str) -> TlsFiles:
@@ -90,14 +91,16 @@ def measure(k: int, steps: int, base: Path, work: Path) -> dict[str, float]:
     service.wait_for(k, timeout=120)
     records: list[StepRecord] = []
     mor = MixtureOfRewards(
-        clients=identities,
         routing=UniformRouting(),
         features=lambda images, questions: np.zeros((len(questions), 1)),
-        federation=service,
-        fusion=SecureFusion(public, stub),
-        step_ids=StepIds(work / f"steps{k}", f"bench{k}"),
-        settings=SecurePathSettings(deadline_seconds=120, k_min=2, w_max=0.75),
-        on_step=records.append,
+        scorer=FederatedScorer(
+            clients=identities,
+            federation=service,
+            fusion=SecureFusion(public, stub),
+            step_ids=StepIds(work / f"steps{k}", f"bench{k}"),
+            settings=SecurePathSettings(deadline_seconds=120, k_min=2, w_max=0.75),
+            on_step=records.append,
+        ),
     )
     splits = load_splits(DataConfig())
     trainer = build_grpo_trainer(

@@ -34,10 +34,10 @@ from secure_mor.client.bt_loss import BradleyTerryLoss
 from secure_mor.client.compact import CompactEncoder, CompactRewardModel
 from secure_mor.client.config import RewardModelConfig
 from secure_mor.client.training import Progress
-from secure_mor.data import DataConfig, FederatedSplits, build_preference_pairs
+from secure_mor.data import FederatedSplits, build_preference_pairs, dataset_fingerprint
 from secure_mor.data.preferences import answers_by_kind
 
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 WEIGHTS = "compact_public.pt"
 RECIPE = "recipe.json"
 
@@ -58,12 +58,13 @@ class PublicRecipe:
     off_kind_share: float
     """Share of the public pairs repeated with a rejected answer of another kind."""
     data: str
-    """The data config as canonical JSON: source, columns, fractions and seed fix the public splits."""
+    """Content fingerprint of the public splits (foundation, prompts, calibration): their rows and image
+    bytes, not their path, so weights made from other data or another split are never reused."""
     version: int = RECIPE_VERSION
 
     @classmethod
-    def of(cls, config: RewardModelConfig, data: DataConfig) -> PublicRecipe:
-        """The recipe of ``config``'s public pretraining on the public splits of ``data``."""
+    def of(cls, config: RewardModelConfig, splits: FederatedSplits) -> PublicRecipe:
+        """The recipe of ``config``'s public pretraining on the public splits of ``splits``."""
         return cls(
             hidden=config.hidden,
             vocab_buckets=config.vocab_buckets,
@@ -73,7 +74,9 @@ class PublicRecipe:
             learning_rate=3e-3,
             seed=config.seed,
             off_kind_share=0.25,
-            data=json.dumps(asdict(data), default=str, sort_keys=True),
+            data=":".join(
+                dataset_fingerprint(s) for s in (splits.foundation, splits.prompts, splits.calibration)
+            ),
         )
 
     @property
@@ -143,17 +146,14 @@ def pretrain_compact(
 
 
 def public_state(
-    config: RewardModelConfig,
-    data: DataConfig,
-    splits: FederatedSplits,
-    progress: Progress | None = None,
+    config: RewardModelConfig, splits: FederatedSplits, progress: Progress | None = None
 ) -> tuple[StateDict, str]:
     """The publicly pretrained compact weights of ``config`` and their recipe key; cached by that key.
 
     The cache is written atomically (a temporary file renamed into place), so concurrent clients on
     one machine at worst both compute the same weights.
     """
-    recipe = PublicRecipe.of(config, data)
+    recipe = PublicRecipe.of(config, splits)
     folder = config.public_cache.expanduser() / recipe.key
     path = folder / WEIGHTS
     if path.exists():

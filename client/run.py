@@ -70,7 +70,7 @@ def public_start(
     rm = config.reward_model
     if rm.architecture != "compact" or not rm.public_pretraining:
         return None, None
-    return public_state(rm, config.data, splits, progress)
+    return public_state(rm, splits, progress)
 
 
 def train_from_config(
@@ -79,14 +79,18 @@ def train_from_config(
     epsilon: float | None = None,
     out: Path | None = None,
     progress: Progress | None = None,
+    splits: FederatedSplits | None = None,
 ) -> tuple[TrainResult, Path]:
-    """Train the configured reward model (ε from ``epsilon`` or ``privacy.epsilon``), save it, record it."""
+    """Train the configured reward model (ε from ``epsilon`` or ``privacy.epsilon``), save it, record it.
+
+    ``splits`` is ``config.data``'s split when the caller has loaded it already.
+    """
     ledger = open_ledger(config)
     try:
         requested = config.privacy.epsilon if epsilon is None else epsilon
         if requested != float("inf"):
             ledger.check(requested, config.privacy.budget)  # before loading or training anything
-        splits = load_splits(config.data)
+        splits = splits or load_splits(config.data)
         split = client_pairs(config, splits)
         state, recipe = public_start(config, splits, progress)  # the pretraining's steps, if not cached
         result = train_reward_model(

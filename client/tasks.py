@@ -20,8 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from secure_mor.client.errors import TaskRefusedError
 from secure_mor.client.reward_model import RewardModel
 from secure_mor.crypto.ckks import PublicContext
-from secure_mor.crypto.policy import STEP_ID
 from secure_mor.crypto.signing import SigningKey
+from secure_mor.crypto.step_id import STEP_ID
 from secure_mor.crypto.wire import sign_contribution, vector_to_proto
 from secure_mor.protocol import scoring as sp
 

@@ -19,7 +19,6 @@ the first rule a request breaks; ``code`` is the gRPC status the service answers
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ from secure_mor.crypto.ckks import EncryptedVector
 from secure_mor.crypto.errors import CryptoError, PolicyRefusal
 from secure_mor.crypto.keyholder_config import PolicyConfig
 from secure_mor.crypto.signing import VerifyKey, contribution_message
+from secure_mor.crypto.step_id import STEP_ID
 from secure_mor.crypto.wire import vector_from_proto
 from secure_mor.protocol.parsing import excerpt
 
-STEP_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 ROW_SUM_TOLERANCE = 1e-6
 WEIGHT_TOLERANCE = 1e-9
 

@@ -46,7 +46,7 @@ def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
     With ``table``, only that top-level table is read (absent = defaults): a command that needs the
     ``[data]`` table can share a file with the commands that own its other tables.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -57,7 +57,8 @@ def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
     if table is not None:
         document, prefix = document.get(table, {}), f"{table}."
     try:
-        return from_mapping(cls, document, prefix=prefix, base=path.parent)
+        # Relative paths resolve once, against the file's absolute folder, whatever the working directory.
+        return from_mapping(cls, document, prefix=prefix, base=path.resolve().parent)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
@@ -74,15 +75,19 @@ def from_mapping(
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        what = "table" if isinstance(data[unknown[0]], typing.Mapping) else "field"
         raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown field; expected one of: {', '.join(sorted(fields))}"
+            f"{prefix}{unknown[0]}: unknown {what} (it would be ignored); expected one of: "
+            f"{', '.join(sorted(fields))}"
         )
     hints = get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{prefix}{name}", base) for name, value in data.items()}
     try:
-        return cls(**values)
+        built = cls(**values)
     except ConfigError as error:
         raise ConfigError(f"{prefix}{error}") from None
+    resolve = getattr(built, "resolve_paths", None)  # string fields that may name a path (a data source)
+    return resolve(base) if base is not None and callable(resolve) else built
 
 
 def beside(config_file: str | Path, path: Path) -> Path:
@@ -91,25 +96,53 @@ def beside(config_file: str | Path, path: Path) -> Path:
     ``load_config`` already resolves the paths a file spells out; roles call this for the relative
     *defaults* they keep beside their config (a reward model, a ledger, a run folder).
     """
-    return path if path.is_absolute() else Path(config_file).parent / path
+    return path if path.is_absolute() else Path(config_file).expanduser().resolve().parent / path
 
 
 def to_mapping(config: Any) -> dict[str, Any]:
-    """Turn a config dataclass back into a TOML-writable mapping (tuples become lists; None is dropped)."""
+    """Turn a config dataclass back into a TOML-writable mapping (tuples become lists; None is dropped).
+
+    Paths stay ``Path`` objects; ``write_config`` writes them as strings.
+    """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if value is None:
-            continue
-        if dataclasses.is_dataclass(value):
-            out[f.name] = to_mapping(value)
-        elif isinstance(value, tuple):
-            out[f.name] = list(value)
-        elif isinstance(value, typing.Mapping):
-            out[f.name] = dict(value)
-        else:
-            out[f.name] = value
+        if value is not None:
+            out[f.name] = _plain(value)
     return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_mapping(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, typing.Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def write_config(config: Any, path: Path, header: str = "") -> None:
+    """Write the config dataclass ``config`` to ``path`` as TOML that ``load_config`` reads back equal.
+
+    Paths are written absolute (resolved now), so the file means the same from any working directory.
+    The file is replaced atomically: a reader never sees half of it.
+    """
+    import tomli_w
+
+    def strings(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value.expanduser().resolve())
+        if isinstance(value, list):
+            return [strings(v) for v in value]
+        if isinstance(value, dict):
+            return {k: strings(v) for k, v in value.items()}
+        return value
+
+    text = header + tomli_w.dumps(strings(to_mapping(config)))
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
 
 
 def _convert(tp: Any, value: Any, name: str, base: Path | None) -> Any:
@@ -173,7 +206,7 @@ def _convert_scalar(tp: Any, value: Any, name: str, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a path string, found {_kind(value)} ({value!r})")
         path = Path(value).expanduser()
-        return base / path if base is not None and not path.is_absolute() else path
+        return (base / path).resolve() if base is not None and not path.is_absolute() else path
     raise TypeError(f"config type {tp!r} of {name} is not supported")  # a programming error, not user input
 
 

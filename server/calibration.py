@@ -9,15 +9,19 @@ not answer is assumed at chance (0.5) everywhere.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import datasets
 import numpy as np
 
 from secure_mor.data import answers_by_kind, build_preference_pairs
 from secure_mor.protocol import scoring as sp
+from secure_mor.server.errors import RoutingError
 from secure_mor.server.mixture import FeatureFn
-from secure_mor.server.routing import LearnedRouting, RouterConfig
+from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
+from secure_mor.server.settings import RouterConfig, RoutingSpec
 
 
 def calibration_pairs(calibration: datasets.Dataset, items: int, seed: int) -> datasets.Dataset:
@@ -81,3 +85,36 @@ def fit_router(
                 competence[k, cluster.cluster] = cluster.accuracy
     router.fit(phi, clusters, competence)
     return router, competence
+
+
+def build_routing(
+    spec: RoutingSpec,
+    config: RouterConfig,
+    clients: Sequence[str],
+    calibration: datasets.Dataset,
+    features: FeatureFn,
+    calibrate: Calibrate,
+    *,
+    request_id: str,
+    folder: Path,
+) -> Routing:
+    """The routing that ``spec`` names over ``clients`` (identities); a learned router is saved in ``folder``.
+
+    One place for every reward path (the federation's and the experiment's in-process one). A router
+    already saved in ``folder`` (a resumed run) is loaded instead of asking the clients again.
+    """
+    if spec.kind == "uniform":
+        return UniformRouting()
+    if spec.kind == "single":
+        return SingleRouting(f"client:{spec.client}")
+    if spec.kind != "router":
+        raise RoutingError(f"routing {spec} uses no client weights")
+    if (folder / "router.json").exists():
+        return LearnedRouting.load(folder)
+    pairs = calibration_pairs(calibration, config.calibration_items, config.seed)
+    router, competence = fit_router(config, clients, pairs, features, calibrate, request_id=request_id)
+    router.save(folder)
+    (folder / "competence.json").write_text(
+        json.dumps({"clients": list(clients), "competence": competence.tolist()}) + "\n"
+    )
+    return router

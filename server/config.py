@@ -2,7 +2,8 @@
 
 Tables: ``[federation]`` (identity, mTLS files, signing key, trust — from ``secure-mor init``),
 ``[service]`` (the Federation endpoint), ``[run]`` (base model, run folder, routing), ``[router]``,
-``[secure]`` (the secure path of a step), ``[grpo]`` and ``[data]``. Relative paths resolve against the
+``[secure]`` (the secure path of a step), ``[grpo]``, ``[eval]`` and ``[data]`` (one settings object
+each, from ``server.settings`` and ``secure_mor.data``). Relative paths resolve against the
 file's folder.
 """
 
@@ -14,10 +15,16 @@ from pathlib import Path
 
 from secure_mor.config import beside, help_field, load_config, nested, require
 from secure_mor.crypto.kit import SERVER_IDENTITY, FederationConfig
+from secure_mor.crypto.step_id import run_id_problem
 from secure_mor.data import DataConfig
-from secure_mor.server.grpo import GrpoSettings
-from secure_mor.server.mixture import SecurePathSettings
-from secure_mor.server.routing import RouterConfig
+from secure_mor.errors import ConfigError
+from secure_mor.server.settings import (
+    EvalSettings,
+    GrpoSettings,
+    RouterConfig,
+    RoutingSpec,
+    SecurePathSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -43,28 +50,25 @@ class RunSettings:
 
     base_model: Path = help_field(Path("../base"), "The pretrained base VLM folder (save_pretrained format).")
     run_dir: Path = help_field(Path("run"), "Where checkpoints, the router, logs and the eval go.")
-    run_id: str = help_field("mor", "Prefix of every step id ([A-Za-z0-9._:-]); change it per run.")
+    run_id: str = help_field("mor", "Prefix of every step id ([A-Za-z0-9._:-], ≤ 100); change it per run.")
     routing: str = help_field("router", "'router' (MoR), 'uniform', 'single:<client name>' or 'gold'.")
     clients: tuple[str, ...] = help_field(
         (), "Client names of the federation, in order (required unless gold)."
     )
-    calibration_items: int = help_field(256, "Public calibration pairs sent to clients for the router.")
-    eval_limit: int = help_field(500, "Test questions evaluated after training (0 = none).")
-    eval_balance_kinds: bool = help_field(
-        False, "Evaluate the same number of test questions of each kind (else the test split's mix)."
-    )
 
     def __post_init__(self) -> None:
-        routing_ok = self.routing in ("router", "uniform", "gold") or (
-            self.routing.startswith("single:") and self.routing.removeprefix("single:") in self.clients
-        )
-        require(
-            routing_ok,
-            "routing",
-            f"expected router, uniform, gold or single:<one of {list(self.clients)}>, found {self.routing!r}",
-        )
-        require(self.routing == "gold" or bool(self.clients), "clients", "list the federation's client names")
-        require(all(c.isascii() and c for c in self.run_id), "run_id", f"found {self.run_id!r}")
+        try:
+            spec = RoutingSpec.parse(self.routing, self.clients)
+        except ConfigError as error:
+            raise ConfigError(f"routing: {error}") from None
+        require(not spec.uses_clients or bool(self.clients), "clients", "list the federation's client names")
+        problem = run_id_problem(self.run_id)
+        require(problem is None, "run_id", problem or "")
+
+    @property
+    def routing_spec(self) -> RoutingSpec:
+        """``routing``, parsed."""
+        return RoutingSpec.parse(self.routing, self.clients)
 
     @property
     def identities(self) -> tuple[str, ...]:
@@ -85,6 +89,7 @@ class ServerConfig:
     router: RouterConfig = nested(RouterConfig, "The MoR router.")
     secure: SecurePathSettings = nested(SecurePathSettings, "Deadline, k_min, w_max, retries of a step.")
     grpo: GrpoSettings = nested(GrpoSettings, "GRPO hyper-parameters.")
+    eval: EvalSettings = nested(EvalSettings, "Held-out evaluation after training.")
     data: DataConfig = nested(DataConfig, "Public prompts, calibration and test sets.")
 
     def __post_init__(self) -> None:

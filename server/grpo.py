@@ -9,9 +9,8 @@ as a keyword argument, as TRL passes dataset columns through.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import datasets
 from peft import LoraConfig
@@ -19,51 +18,13 @@ from transformers import PrinterCallback
 from trl.trainer.grpo_config import GRPOConfig
 from trl.trainer.grpo_trainer import GRPOTrainer
 
-from secure_mor.config import help_field, require
 from secure_mor.errors import ConfigError
 from secure_mor.models.prompts import vqa_messages
+from secure_mor.server.settings import GrpoSettings
 
 RewardFunc = Callable[..., Sequence[float | None]]
 """TRL's reward-function contract: ``f(prompts, completions, **columns) -> one float per completion``
 (``None`` where the function has no reward: TRL then takes no step on that rollout)."""
-
-
-@dataclass(frozen=True)
-class GrpoSettings:
-    """GRPO hyper-parameters (the ``[grpo]`` table of the server config)."""
-
-    steps: int = help_field(150, "Optimizer steps.")
-    prompts_per_step: int = help_field(8, "B: prompts per step (each gets `group_size` completions).")
-    group_size: int = help_field(8, "G: completions sampled per prompt; advantages are normalised per group.")
-    learning_rate: float = help_field(5e-4, "AdamW learning rate (of the LoRA adapters by default).")
-    beta: float = help_field(0.04, "KL coefficient towards the frozen reference (> 0 keeps it close).")
-    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = help_field("grpo", "TRL's GRPO loss variant.")
-    lora_rank: int = help_field(8, "LoRA rank of the policy's adapters; 0 trains the full model.")
-    lora_alpha: int = help_field(16, "LoRA scaling numerator.")
-    lora_targets: tuple[str, ...] = help_field(
-        ("q_proj", "k_proj", "v_proj", "o_proj"), "Text-attention projections that get adapters."
-    )
-    temperature: float = help_field(1.0, "Sampling temperature of the completions.")
-    max_completion_length: int = help_field(8, "Longest sampled answer, in tokens.")
-    save_steps: int = help_field(25, "Checkpoint every this many steps (adapters, optimizer, step counter).")
-    seed: int = help_field(0, "Seed of sampling and prompt order.")
-    balance_kinds: bool = help_field(
-        False,
-        "Draw the public prompts' question kinds (their 'kind' column) equally often; false keeps their "
-        "natural mix (easy-VQA: three in four are yes/no).",
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "max_completion_length", "save_steps"):
-            require(getattr(self, name) >= 1, name, f"expected an integer ≥ 1, found {getattr(self, name)}")
-        require(
-            self.group_size >= 2,
-            "group_size",
-            f"GRPO needs ≥ 2 completions per prompt, found {self.group_size}",
-        )
-        require(self.beta >= 0, "beta", f"expected a number ≥ 0, found {self.beta}")
-        require(self.learning_rate > 0, "learning_rate", f"expected a number > 0, found {self.learning_rate}")
-        require(self.lora_rank >= 0, "lora_rank", f"expected an integer ≥ 0, found {self.lora_rank}")
 
 
 def grpo_prompts(public: datasets.Dataset, *, balance_kinds: bool = False) -> datasets.Dataset:

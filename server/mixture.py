@@ -1,14 +1,20 @@
-"""The MoR reward: router weights, encrypted scoring by every online client, fusion, key-holder decryption.
+"""The MoR reward: router weights over the clients, their rewards, fused — encrypted or in one process.
 
-``MixtureOfRewards`` is a TRL reward function. For one generation batch of N = B·G rollouts it:
-1. computes the router weights W (N × K) from the frozen reference's features of each prompt;
-2. sends one ``ScoringTask`` under a fresh step id to every online client and waits for the deadline;
-3. if fewer than ``k_min`` clients answered, retries under a new step id, then skips (rewards ``None``,
-   so TRL takes no step on them) — it never asks the key holder to decrypt fewer than ``k_min``;
-4. renormalises W over the clients that answered and re-caps it at ``w_max``;
-5. fuses their ciphertexts with W and has the key holder decrypt only the fusion.
-Step ids come from ``StepIds``, a counter persisted in the run folder before each use, so a resumed run
-never reuses one (the key holder would refuse it anyway).
+``MixtureOfRewards`` is the TRL reward function. For one generation batch of N = B·G rollouts it
+computes the router weights W (N × K) from the frozen reference's features of each prompt and hands W
+and the rollouts to a ``Scorer``, which returns the N fused rewards Σ_k W[:, k] · r_k:
+
+- ``FederatedScorer`` (a deployment, ``secure-mor simulate``): sends one ``ScoringTask`` under a fresh
+  step id to every online client and waits for the deadline; if fewer than ``k_min`` answered it
+  retries under a new step id, then skips (rewards ``None``, so TRL takes no step on them) — it never
+  asks the key holder to decrypt fewer than ``k_min``; it renormalises W over the clients that
+  answered, re-caps it at ``w_max``, fuses their ciphertexts and has the key holder decrypt only the
+  fusion. Step ids come from ``StepIds``, a counter persisted before each use, so a resumed run never
+  reuses one (the key holder would refuse it anyway).
+- an in-process scorer over the clients' reward models in plaintext (``secure-mor experiment``'s grid,
+  ``secure_mor.experiment.rewards.LocalScorer``): the same routing, weights and fusion arithmetic.
+
+The mixture also keeps the router's mean weight per question kind and client (``mean_weights``).
 """
 
 from __future__ import annotations
@@ -17,41 +23,26 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from secure_mor.config import help_field, require
 from secure_mor.protocol import scoring as sp
 from secure_mor.server.errors import RoutingError, ServerError
 from secure_mor.server.federation import FederationService
 from secure_mor.server.fusion import DecryptionRefusedError, SecureFusion
 from secure_mor.server.rewards import completion_text
 from secure_mor.server.routing import Routing, renormalise
+from secure_mor.server.settings import SecurePathSettings
 
 LOGGER = logging.getLogger("secure_mor.server")
 
 FeatureFn = Callable[[Sequence[Any], Sequence[str]], np.ndarray]
 """(images, questions) -> (n, H) features of the frozen reference (``secure_mor.models.features``)."""
-
-
-@dataclass(frozen=True)
-class SecurePathSettings:
-    """How a step is scored (the ``[secure]`` table of the server config)."""
-
-    deadline_seconds: float = help_field(30.0, "How long a step waits for the clients' encrypted scores.")
-    k_min: int = help_field(2, "Fewest answering clients to fuse; must be ≥ the key holder's k_min.")
-    w_max: float = help_field(0.75, "Cap on any router weight; must be ≤ the key holder's w_max.")
-    retries: int = help_field(1, "New tries (under new step ids) when fewer than k_min clients answer.")
-
-    def __post_init__(self) -> None:
-        require(self.deadline_seconds > 0, "deadline_seconds", f"expected > 0, found {self.deadline_seconds}")
-        require(self.k_min >= 1, "k_min", f"expected an integer ≥ 1, found {self.k_min}")
-        require(0 < self.w_max <= 1, "w_max", f"expected a number in (0, 1], found {self.w_max}")
-        require(self.retries >= 0, "retries", f"expected an integer ≥ 0, found {self.retries}")
 
 
 class StepIds:
@@ -109,17 +100,74 @@ class StepRecord:
         return self.waiting_seconds + self.fusion_seconds + self.decryption_seconds
 
 
+@dataclass(frozen=True)
+class Rollouts:
+    """One generation batch as the scorers see it: N (image, question, answer) rollouts."""
+
+    images: Sequence[Any]
+    questions: Sequence[str]
+    answers: Sequence[str]
+    image_ids: Sequence[str] | None = None  # lets the G rollouts of a prompt share one image on the wire
+
+
+class Scorer(Protocol):
+    """Where the clients' rewards come from; ``clients`` are their identities, in W's column order."""
+
+    clients: tuple[str, ...]
+
+    def fuse(self, rollouts: Rollouts, weights: np.ndarray) -> list[float] | None:
+        """The N fused rewards under router weights ``weights`` (N × K); None if the step was skipped."""
+        ...
+
+    def calibrate(self, request: sp.CalibrationRequest) -> Mapping[str, sp.CalibrationReply]:
+        """Each client's answer to a public calibration request, by identity (clients that answered)."""
+        ...
+
+
 class MixtureOfRewards:
-    """TRL reward function: the fused, decrypted mixture of the clients' encrypted rewards."""
+    """TRL reward function: the router-weighted mixture of the clients' rewards, fused by ``scorer``."""
 
     __name__ = "mor"
+
+    def __init__(self, *, routing: Routing, features: FeatureFn, scorer: Scorer) -> None:
+        self.routing, self.features, self.scorer = routing, features, scorer
+        self.clients = scorer.clients
+        self._weight_sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(self.clients)))
+        self._counts: dict[str, int] = defaultdict(int)
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float | None]:
+        """Rewards for N rollouts; ``None`` for all of them when the step had to be skipped."""
+        rollouts = Rollouts(
+            images=list(columns["image"]),
+            questions=list(columns["question"]),
+            answers=[completion_text(c) for c in completions],
+            image_ids=columns.get("image_id"),
+        )
+        weights = self.routing.weights(self.features(rollouts.images, rollouts.questions), self.clients)
+        for kind, row in zip(columns.get("kind", ["all"] * len(weights)), weights, strict=True):
+            self._weight_sums[str(kind)] += row
+            self._counts[str(kind)] += 1
+        values = self.scorer.fuse(rollouts, weights)
+        return [None] * len(weights) if values is None else list(values)
+
+    def mean_weights(self) -> dict[str, dict[str, float]]:
+        """The router's mean weight per question kind and client (by name) over every rollout so far."""
+        names = [identity.removeprefix("client:") for identity in self.clients]
+        return {
+            kind: dict(zip(names, (total / self._counts[kind]).round(4).tolist(), strict=True))
+            for kind, total in sorted(self._weight_sums.items())
+        }
+
+
+class FederatedScorer:
+    """The secure path: encrypted scores from every online client, fused and decrypted as one value."""
 
     def __init__(
         self,
         *,
         clients: Sequence[str],
-        routing: Routing,
-        features: FeatureFn,
         federation: FederationService,
         fusion: SecureFusion,
         step_ids: StepIds,
@@ -127,25 +175,27 @@ class MixtureOfRewards:
         on_step: Callable[[StepRecord], None] | None = None,
     ) -> None:
         self.clients = tuple(clients)
-        self.routing, self.features, self.federation, self.fusion = routing, features, federation, fusion
+        self.federation, self.fusion = federation, fusion
         self.step_ids, self.settings, self.on_step = step_ids, settings, on_step
 
-    def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
-    ) -> list[float | None]:
-        """Rewards for N rollouts; ``None`` for all of them when the step had to be skipped."""
-        images, questions = list(columns["image"]), list(columns["question"])
-        answers = [completion_text(c) for c in completions]
-        weights = self.routing.weights(self.features(images, questions), self.clients)  # (N, K)
-        task_parts = _task_parts(images, questions, answers, columns.get("image_id"))
+    def fuse(self, rollouts: Rollouts, weights: np.ndarray) -> list[float] | None:
+        """Score under a fresh step id, retrying when fewer than ``k_min`` answer; None if still short."""
+        parts = _task_parts(rollouts.images, rollouts.questions, rollouts.answers, rollouts.image_ids)
+        record = None
         for _ in range(self.settings.retries + 1):
-            record, values = self._attempt(task_parts, weights)
+            record, values = self._attempt(parts, weights)
             if self.on_step is not None:
                 self.on_step(record)
             if values is not None:
-                return list(values)
-        LOGGER.warning("step skipped after %d tries: %s", self.settings.retries + 1, record.skipped)
-        return [None] * len(answers)
+                return values
+        LOGGER.warning(
+            "step skipped after %d tries: %s", self.settings.retries + 1, record.skipped if record else ""
+        )
+        return None
+
+    def calibrate(self, request: sp.CalibrationRequest) -> Mapping[str, sp.CalibrationReply]:
+        """Fan the request out to the online clients (at least a minute: they score every pair)."""
+        return self.federation.calibrate(request, max(self.settings.deadline_seconds, 60.0))
 
     def _attempt(
         self, parts: tuple[list[sp.Rollout], dict[str, bytes]], weights: np.ndarray

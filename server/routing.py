@@ -13,36 +13,15 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from secure_mor.config import help_field, require
 from secure_mor.server.errors import RoutingError
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """Hyper-parameters of the learned router (the ``[router]`` table of the server config)."""
-
-    clusters: int = help_field(6, "k-means clusters over the calibration prompts' features.")
-    temperature: float = help_field(0.1, "τ: softmax temperature over per-cluster competence.")
-    uniform_floor: float = help_field(0.1, "λ: share of every row spread uniformly over clients.")
-    w_max: float = help_field(0.75, "Largest weight any client may get (the key holder enforces it).")
-    hidden: int = help_field(64, "Width of the gate MLP's hidden layer.")
-    epochs: int = help_field(300, "Full-batch training epochs of the gate.")
-    seed: int = help_field(0, "Seed of k-means and of the gate's initialisation.")
-
-    def __post_init__(self) -> None:
-        require(self.clusters >= 1, "clusters", f"expected an integer ≥ 1, found {self.clusters}")
-        require(self.temperature > 0, "temperature", f"expected a number > 0, found {self.temperature}")
-        require(0 <= self.uniform_floor <= 1, "uniform_floor", f"expected [0, 1], found {self.uniform_floor}")
-        require(0 < self.w_max <= 1, "w_max", f"expected a number in (0, 1], found {self.w_max}")
-        require(self.hidden >= 1, "hidden", f"expected an integer ≥ 1, found {self.hidden}")
-        require(self.epochs >= 1, "epochs", f"expected an integer ≥ 1, found {self.epochs}")
+from secure_mor.server.settings import RouterConfig
 
 
 def cap_weights(weights: np.ndarray, w_max: float) -> np.ndarray:

@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +42,16 @@ from secure_mor.models.evaluate import EvalResult, evaluate_held_out
 from secure_mor.models.factory import Vlm, load_vlm
 from secure_mor.models.features import prompt_features
 from secure_mor.server.anchors import RunAnchors
-from secure_mor.server.calibration import calibration_pairs, fit_router
+from secure_mor.server.calibration import build_routing
 from secure_mor.server.config import ServerConfig
 from secure_mor.server.distributed import MainProcessReward
 from secure_mor.server.endpoint import open_endpoint
 from secure_mor.server.errors import ServerError
-from secure_mor.server.federation import FederationService, RunningFederation
+from secure_mor.server.federation import RunningFederation
 from secure_mor.server.fusion import SecureFusion
 from secure_mor.server.grpo import RewardFunc, build_grpo_trainer, grpo_prompts
-from secure_mor.server.mixture import MixtureOfRewards, StepIds, StepRecord
+from secure_mor.server.mixture import FederatedScorer, MixtureOfRewards, Scorer, StepIds, StepRecord
 from secure_mor.server.rewards import GoldReward
-from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
 
 PROBE_BYTES = 64 * 1024
 StepProgress = Callable[[int, int, float], None]
@@ -67,6 +66,8 @@ class AlignmentResult:
     steps: int
     seconds: float
     evaluation: EvalResult | None
+    router_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The router's mean weight per question kind and client (empty for gold)."""
 
 
 class _CsvLog:
@@ -176,17 +177,19 @@ class FederatedAlignment:
         self.run_dir = config.run.run_dir
         self.anchors: RunAnchors | None = None
 
-    def run(self, *, resume: bool = False, reward: RewardFunc | None = None) -> AlignmentResult:
+    def run(self, *, resume: bool = False, scorer: Scorer | None = None) -> AlignmentResult:
         """Train (or resume) and evaluate; services started here are stopped before returning.
 
-        ``reward`` replaces the configured reward (federation or gold) with a given function: how
-        ``secure-mor experiment`` trains on in-process reward models (single process only).
+        The clients' rewards come from the federation (encrypted) unless ``scorer`` gives them: how
+        ``secure-mor experiment`` trains on in-process reward models (single process only). Either way
+        the routing, the weights and the fusion arithmetic are ``MixtureOfRewards``'.
         """
         config, started = self.config, time.monotonic()
         require_writable(self.run_dir)
         splits = load_splits(config.data)
         reference = load_vlm(config.run.base_model)
         service: RunningFederation | None = None
+        mixture: MixtureOfRewards | None = None
         # Under torchrun / accelerate launch only the main process talks to clients and the key holder.
         # (The trainer sets up the process group later; torchrun's RANK says who we are before that.)
         main = int(os.environ.get("RANK", "0")) == 0
@@ -197,13 +200,15 @@ class FederatedAlignment:
         if checkpoint is not None and main:
             train_log.keep_through(checkpoint[1])
         try:
-            if reward is None and config.run.routing == "gold":
+            reward: RewardFunc
+            if not config.run.routing_spec.uses_clients:
                 reward = GoldReward()
-            elif reward is None:
-                service, federated = (
-                    self._federated_reward(reference, splits.calibration, resume) if main else (None, None)
-                )
-                reward = MainProcessReward(federated)
+            else:
+                if main and scorer is None:
+                    service, scorer = self._federated_scorer(resume)
+                if main and scorer is not None:
+                    mixture = self._mixture(reference, splits.calibration, scorer)
+                reward = MainProcessReward(mixture)
             trainer = build_grpo_trainer(
                 base_model=config.run.base_model,
                 processor=reference.processor,
@@ -224,15 +229,16 @@ class FederatedAlignment:
                 self.anchors = None
             if self.board is not None:
                 self.board.close()
+        weights = mixture.mean_weights() if mixture is not None else {}
+        if weights:
+            (self.run_dir / "router_weights.json").write_text(json.dumps(weights, indent=2) + "\n")
         policy: Any = trainer.model  # the PEFT-wrapped policy; generates like any PreTrainedModel
         evaluation = self._evaluate(Vlm(policy, reference.processor), splits) if main else None
         return AlignmentResult(
-            self.run_dir, int(trainer.state.global_step), time.monotonic() - started, evaluation
+            self.run_dir, int(trainer.state.global_step), time.monotonic() - started, evaluation, weights
         )
 
-    def _federated_reward(
-        self, reference: Vlm, calibration: Any, resume: bool
-    ) -> tuple[RunningFederation, RewardFunc]:
+    def _federated_scorer(self, resume: bool) -> tuple[RunningFederation, FederatedScorer]:
         config = self.config
         signer = SigningKey.load(SERVER_IDENTITY, config.federation.signing_key)
         self.anchors = anchors = RunAnchors(self.run_dir / ANCHORS_FILE, signer)
@@ -247,11 +253,6 @@ class FederatedAlignment:
                     f"only {len(online)} client(s) joined within {wait:g} s "
                     f"({', '.join(online) or 'none'}); k_min = {config.secure.k_min}"
                 )
-
-            def features(images: Any, questions: Any) -> Any:
-                return prompt_features(reference, images, questions)
-
-            routing = self._routing(features, calibration, service)
             fields = [f for f in StepRecord.__dataclass_fields__ if f != "mean_weights"]
             steps = _CsvLog(
                 self.run_dir / "secure_steps.csv",
@@ -259,10 +260,8 @@ class FederatedAlignment:
                 self.board,
                 "secure",
             )
-            mor = MixtureOfRewards(
+            scorer = FederatedScorer(
                 clients=identities,
-                routing=routing,
-                features=features,
                 federation=service,
                 fusion=SecureFusion(endpoint.public, endpoint.keyholder, anchors=anchors),
                 step_ids=StepIds(self.run_dir / "step_counter", config.run.run_id),
@@ -272,38 +271,30 @@ class FederatedAlignment:
         except BaseException:
             running.stop(None)
             raise
-        return running, mor
+        return running, scorer
 
-    def _routing(self, features: Any, calibration: Any, service: FederationService) -> Routing:
+    def _mixture(self, reference: Vlm, calibration: Any, scorer: Scorer) -> MixtureOfRewards:
+        def features(images: Any, questions: Any) -> Any:
+            return prompt_features(reference, images, questions)
+
         run = self.config.run
-        if run.routing == "uniform":
-            return UniformRouting()
-        if run.routing.startswith("single:"):
-            return SingleRouting(f"client:{run.routing.removeprefix('single:')}")
-        saved = self.run_dir / "router"
-        if (saved / "router.json").exists():
-            return LearnedRouting.load(saved)
-        pairs = calibration_pairs(calibration, run.calibration_items, self.config.router.seed)
-        deadline = max(self.config.secure.deadline_seconds, 60.0)
-        router, competence = fit_router(
+        routing = build_routing(
+            run.routing_spec,
             self.config.router,
-            run.identities,
-            pairs,
+            scorer.clients,
+            calibration,
             features,
-            lambda request: service.calibrate(request, deadline),
+            scorer.calibrate,
             request_id=f"{run.run_id}/calibration",
+            folder=self.run_dir / "router",
         )
-        router.save(saved)
-        (saved / "competence.json").write_text(
-            json.dumps({"clients": run.identities, "competence": competence.tolist()})
-        )
-        return router
+        return MixtureOfRewards(routing=routing, features=features, scorer=scorer)
 
     def _evaluate(self, policy: Vlm, splits: Any) -> EvalResult | None:
-        limit = self.config.run.eval_limit
-        if not limit:
+        settings = self.config.eval
+        if not settings.limit:
             return None
-        result = evaluate_held_out(policy, splits, limit, balanced=self.config.run.eval_balance_kinds)
+        result = evaluate_held_out(policy, splits, settings.limit, balanced=settings.balance_kinds)
         (self.run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
         return result
 

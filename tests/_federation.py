@@ -11,16 +11,27 @@ import csv
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tomli_w
+
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import free_port, update_toml
+from secure_mor.simulate.runner import free_port
 
 CLI = [sys.executable, "-m", "secure_mor"]
 CLIENTS = ("color", "shape", "yesno")
 T = TypeVar("T")
+
+
+def update_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
+    """Merge ``tables`` into the TOML file at ``path`` (what an operator editing a kit's config does)."""
+    document = tomllib.loads(path.read_text())
+    for table, values in tables.items():
+        document.setdefault(table, {}).update(values)
+    path.write_text(tomli_w.dumps(document))
 
 
 def steps_of(run: Path) -> list[dict[str, str]]:
@@ -64,10 +75,9 @@ def configure(root: Path, run: str, clients: Sequence[str] = CLIENTS, **grpo: An
                 "base_model": str(root / "base"),
                 "run_dir": str(root / run),
                 "run_id": run,
-                "calibration_items": 24,
-                "eval_limit": 16,
             },
-            "router": {"clusters": 2, "epochs": 20},
+            "router": {"clusters": 2, "epochs": 20, "calibration_items": 24},
+            "eval": {"limit": 16},
             "grpo": {"prompts_per_step": 2, "group_size": 4, "save_steps": 1, **grpo},
             "secure": {"deadline_seconds": 20.0},
         },

@@ -12,9 +12,8 @@ from PIL import Image
 
 from secure_mor.data import DataConfig, FederatedSplits, load_splits
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import update_toml
 
-from ._federation import CLIENTS, run_cli
+from ._federation import CLIENTS, run_cli, update_toml
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 

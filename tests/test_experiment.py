@@ -27,11 +27,13 @@ def _result(method: str, epsilon: float | None, seed: int, overall: float) -> Ce
 @pytest.mark.parametrize(
     ("table", "field", "expected"),
     [
-        ({"methods": ["router", "single:nobody"]}, "methods", "single:nobody"),
-        ({"methods": ["router", "router"]}, "methods", "listed twice"),
-        ({"epsilons": [3.0, 0.0]}, "epsilons", "> 0"),
-        ({"seeds": [0, 0]}, "seeds", "listed twice"),
+        ({"experiment": {"methods": ["router", "single:nobody"]}}, "experiment.methods", "single:nobody"),
+        ({"experiment": {"methods": ["router", "router"]}}, "experiment.methods", "listed twice"),
+        ({"experiment": {"epsilons": [3.0, 0.0]}}, "experiment.epsilons", "> 0"),
+        ({"experiment": {"seeds": [0, 0]}}, "experiment.seeds", "listed twice"),
         ({"fedavg": {"rounds": 0}}, "fedavg.rounds", "≥ 1"),
+        ({"grpo_steps": 3}, "grpo_steps", "unknown field"),
+        ({"simulate": {"epsilon": 3.0}}, "simulate", "unknown table"),
     ],
 )
 def test_bad_grid_is_refused_naming_the_field(table: dict[str, object], field: str, expected: str) -> None:
@@ -44,7 +46,13 @@ def test_bad_grid_is_refused_naming_the_field(table: dict[str, object], field: s
 def test_grid_order_runs_shared_methods_once_and_private_ones_per_epsilon() -> None:
     config = from_mapping(
         ExperimentConfig,
-        {"methods": ["base", "gold", "router", "single:color"], "epsilons": [math.inf, 3.0], "seeds": [0, 1]},
+        {
+            "experiment": {
+                "methods": ["base", "gold", "router", "single:color"],
+                "epsilons": [math.inf, 3.0],
+                "seeds": [0, 1],
+            }
+        },
     )
     cells = Experiment(config).cells()
     assert cells[0] == Cell("base", None, 0)  # deterministic: one cell
@@ -78,9 +86,11 @@ def test_table_reports_mean_and_std_and_judges_the_claim_from_the_numbers(tmp_pa
     config = from_mapping(
         ExperimentConfig,
         {
-            "out": str(tmp_path),
-            "methods": ["uniform", "single:color", "router", "gold"],
-            "epsilons": [3.0, 1.0],
+            "experiment": {
+                "out": str(tmp_path),
+                "methods": ["uniform", "single:color", "router", "gold"],
+                "epsilons": [3.0, 1.0],
+            }
         },
     )
     results = [
@@ -111,24 +121,30 @@ out = "{tmp_path / "out"}"
 methods = ["base", "single:color", "router", "gold", "fedavg-dpo"]
 epsilons = [3.0]
 seeds = [0]
-rm_pairs = 48
-rm_epochs = 2
-rm_public_pairs = 32
-base_steps = 150
-base_cache = "{quick_base_cache}"
-eval_limit = 24
-calibration_items = 24
 
-[experiment.grpo]
+[reward_models]
+pairs = 48
+epochs = 2
+public_pairs = 32
+
+[base]
+steps = 150
+cache = "{quick_base_cache}"
+
+[eval]
+limit = 24
+
+[grpo]
 steps = 2
 prompts_per_step = 2
 group_size = 2
 
-[experiment.router]
+[router]
 clusters = 2
 epochs = 20
+calibration_items = 24
 
-[experiment.fedavg]
+[fedavg]
 rounds = 1
 local_steps = 1
 batch_size = 4
@@ -161,12 +177,11 @@ batch_size = 4
 
 
 def test_resuming_with_other_cell_settings_is_refused_but_a_larger_grid_is_not(tmp_path: Path) -> None:
-    def experiment(**table: object) -> Experiment:
-        return Experiment(
-            from_mapping(ExperimentConfig, {"out": str(tmp_path), "methods": ["base"], **table})
-        )
+    def experiment(grid: dict[str, object] | None = None, **table: object) -> Experiment:
+        document = {"experiment": {"out": str(tmp_path), "methods": ["base"], **(grid or {})}, **table}
+        return Experiment(from_mapping(ExperimentConfig, document))
 
-    experiment(seeds=[0])._check_settings()
-    experiment(seeds=[0, 1], epsilons=[3.0])._check_settings()  # the grid may grow
-    with pytest.raises(ExperimentError, match=r"grpo\.steps: was 150, now 7"):
+    experiment(grid={"seeds": [0]})._check_settings()
+    experiment(grid={"seeds": [0, 1], "epsilons": [3.0]})._check_settings()  # the grid may grow
+    with pytest.raises(ExperimentError, match=r"grpo\.steps: was 60, now 7"):
         experiment(grpo={"steps": 7})._check_settings()

@@ -32,9 +32,9 @@ from secure_mor.crypto.kit import load_trust
 from secure_mor.crypto.provision import Federation, create_federation
 from secure_mor.crypto.signed_log import read_log
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import free_port, update_toml
+from secure_mor.simulate.runner import free_port
 
-from ._federation import CLI, configure, poll, run_cli, start_federation, steps_of
+from ._federation import CLI, configure, poll, run_cli, start_federation, steps_of, update_toml
 from .crypto.conftest import fetch_public, make_request, stub_for, uniform
 
 DEADLINE = 3.0  # the server's step deadline, seconds
@@ -134,7 +134,7 @@ def live(deployment: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         fed / "server/server.toml",
         {
             "secure": {"deadline_seconds": DEADLINE, "retries": 1},
-            "run": {"eval_limit": 0},
+            "eval": {"limit": 0},
             # a silent client is dropped after 3 heartbeats = 15 s: a stalled one stays online past the
             # deadline, so a step must pass it over by the deadline alone
             "service": {"heartbeat_seconds": 5.0},

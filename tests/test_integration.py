@@ -28,9 +28,8 @@ from secure_mor.anchors import ANCHORS_FILE
 from secure_mor.audit import Auditor, AuditReport, Finding, Status
 from secure_mor.cli import main
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import update_toml
 
-from ._federation import CLIENTS, configure, run_cli, start_federation, steps_of
+from ._federation import CLIENTS, configure, run_cli, start_federation, steps_of, update_toml
 
 RUN = "mor"
 # What the audit reads of a kit and a run folder: configs, trust files, public keys, logs; not the models.

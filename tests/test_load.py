@@ -31,9 +31,8 @@ from secure_mor.crypto.kit import load_trust
 from secure_mor.crypto.provision import create_federation
 from secure_mor.crypto.signed_log import read_log
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.runner import update_toml
 
-from ._federation import configure, steps_of
+from ._federation import configure, steps_of, update_toml
 
 CLIENTS = 32
 HOSTS = 4
@@ -61,7 +60,7 @@ def test_32_clients_for_20_steps_lose_no_step_and_keep_memory_bounded(
     create_federation(root / "fed", names)
     (root / "base").symlink_to(deployment / "base")
     fed, _, _ = configure(root, "load", names, steps=STEPS, save_steps=STEPS)
-    update_toml(fed / "server/server.toml", {"run": {"eval_limit": 0}, "secure": {"deadline_seconds": 60.0}})
+    update_toml(fed / "server/server.toml", {"eval": {"limit": 0}, "secure": {"deadline_seconds": 60.0}})
     agent = {"heartbeat_seconds": 2.0, "reconnect_initial_seconds": 0.2, "reconnect_max_seconds": 1.0}
     configs = [fed / "clients" / name / "client.toml" for name in names]
     for config in configs:

@@ -13,11 +13,16 @@ from secure_mor.simulate.settings import SimulateConfig
 
 
 @pytest.mark.slow
-def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cache: Path) -> None:
-    config = tmp_path / "simulate.toml"
-    config.write_text(f'[simulate]\nbase_cache = "{quick_base_cache}"\n')
-    out = tmp_path / "sim"
-    assert main(["simulate", "--quick", "--out", str(out), "--config", str(config)]) == 0
+def test_simulate_quick_trains_audits_and_reports(
+    tmp_path: Path, quick_base_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the README runs it: relative --out and --config, from a folder that is not the repository's.
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "simulate.toml").write_text(f'[base]\ncache = "{quick_base_cache}"\n')
+    monkeypatch.chdir(work)
+    assert main(["simulate", "--quick", "--out", "runs/sim", "--config", "simulate.toml"]) == 0
+    out = work / "runs" / "sim"
 
     report = (out / "report.md").read_text()
     for section in (
@@ -29,8 +34,23 @@ def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cac
         "## Audit: PASSED",
     ):
         assert section in report
-    for plot in ("accuracy.png", "reward.png", "router.png", "secure_path.png", "privacy.png"):
+    plots = (
+        "accuracy.png",
+        "reward.png",
+        "router.png",
+        "router_by_kind.png",
+        "secure_path.png",
+        "privacy.png",
+    )
+    for plot in plots:
         assert (out / plot).stat().st_size > 1000
+        assert f"]({plot})" in report
+    accuracy_rows = [
+        line for line in report.splitlines() if line.startswith(("| color", "| shape", "| yesno"))
+    ]
+    assert len(accuracy_rows) >= 3
+    assert not any("–" in line for line in accuracy_rows)
+    assert not (out / "fed" / "server" / "runs").exists()  # the run went where --out said
     audit = json.loads((out / "audit.json").read_text())
     assert audit["passed"]
     assert sorted(c["identity"] for c in audit["clients"]) == ["client:color", "client:shape", "client:yesno"]
@@ -38,11 +58,11 @@ def test_simulate_quick_trains_audits_and_reports(tmp_path: Path, quick_base_cac
     with (out / "run" / "secure_steps.csv").open() as file:
         steps = list(csv.DictReader(file))
     quick = SimulateConfig().quick()
-    assert len(steps) == quick.grpo_steps
+    assert len(steps) == quick.grpo.steps
     assert all(not s["skipped"] and len(s["contributors"].split()) == 3 for s in steps)
     base, after = (json.loads((out / name).read_text()) for name in ("base_eval.json", "run/eval.json"))
-    assert base["overall"]["questions"] == after["overall"]["questions"] == quick.eval_limit
-    per_kind = quick.eval_limit // 3
+    assert base["overall"]["questions"] == after["overall"]["questions"] == quick.eval.limit
+    per_kind = quick.eval.limit // 3
     assert base["color"]["questions"] == base["shape"]["questions"] == base["yesno"]["questions"] == per_kind
     # The client with the best held-out accuracy taught its kind: the policy, answering as it does when
     # sampled, is right more often there than the base. (The quick run is too short to move greedy

@@ -12,7 +12,12 @@ from secure_mor.config import load_config
 
 
 def experiment_command(
-    config: Path = typer.Option(..., "--config", "-c", help="TOML file with an \\[experiment] table."),
+    config: Path = typer.Option(
+        ...,
+        "--config",
+        "-c",
+        help="TOML recipe: \\[experiment], \\[fedavg] and simulate's tables (\\[data], \\[grpo], …).",
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Results folder (overrides experiment.out)."),
     report_only: bool = typer.Option(
         False, "--report-only", help="Write the table and plots from the finished cells; run nothing."
@@ -25,9 +30,10 @@ def experiment_command(
     from secure_mor.experiment.runner import Experiment
     from secure_mor.experiment.settings import ExperimentConfig
 
-    settings = load_config(ExperimentConfig, config, table="experiment")
-    if out is not None:
-        settings = dataclasses.replace(settings, out=out)
+    settings = load_config(ExperimentConfig, config)
+    grid = settings.experiment
+    grid = dataclasses.replace(grid, out=(out if out is not None else grid.out).expanduser().resolve())
+    settings = dataclasses.replace(settings, experiment=grid)
     experiment = Experiment(settings)
     if report_only:
         results = experiment.store.load()

@@ -8,7 +8,7 @@ import typer
 
 from secure_mor.cli.app import console
 from secure_mor.cli.progress import phase_progress, progress_bar
-from secure_mor.config import load_config
+from secure_mor.simulate.settings import load_simulate_config
 
 
 def simulate_command(
@@ -16,15 +16,21 @@ def simulate_command(
     out: Path = typer.Option(
         Path("runs/simulate"), "--out", "-o", help="Folder for the kit, logs and report."
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a \\[simulate] table."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="TOML recipe: \\[simulate], \\[data], \\[base], \\[\\[clients]], \\[reward_models], \\[router], "
+        "\\[grpo], \\[eval], \\[secure] (examples/simulate_own_data.toml).",
+    ),
 ) -> int:
     """Provision a kit, train the clients' DP reward models, run MoR GRPO across processes, audit, report."""
     from secure_mor.simulate.report import write_report  # torch, TRL: load only when run
     from secure_mor.simulate.runner import Simulation
-    from secure_mor.simulate.settings import SimulateConfig
 
-    settings = load_config(SimulateConfig, config, table="simulate") if config else SimulateConfig()
+    settings = load_simulate_config(config)
     settings = settings.quick() if quick else settings
+    out = out.expanduser().resolve()
     with progress_bar() as bar:
         simulation = Simulation(settings, out, progress=phase_progress(bar))
         state = simulation.run()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from secure_mor.config import help_field, nested, require
@@ -61,11 +63,29 @@ class DataConfig:
     """Source, column mapping and seeded split of the VQA data (the ``[data]`` table of a config)."""
 
     source: str = help_field(
-        "easy-vqa", "'easy-vqa', a local dataset (save_to_disk folder, parquet, image folder) or a hub id."
+        "easy-vqa",
+        "'easy-vqa', a local dataset (save_to_disk folder, parquet, image folder; relative to the config "
+        "file) or a hub id.",
     )
     train_split: str = help_field("train", "Split of the source that the five splits are cut from.")
-    test_split: str | None = help_field("test", "Split used only by eval; unset = hold out `fractions.test`.")
+    test_split: str | None = help_field(
+        "test", 'Split used only by eval; unset or "" = hold out `fractions.test` of the training images.'
+    )
     columns: ColumnMap = nested(ColumnMap, "Column mapping for sources other than easy-vqa.")
     fractions: Fractions = nested(Fractions, "Shares of training images per split.")
     clients: ClientSplit = nested(ClientSplit, "How client shards are formed.")
     seed: int = help_field(0, "Seed of the split; the same seed always gives the same split.")
+
+    def resolve_paths(self, base: Path) -> DataConfig:
+        """``source`` as a config file in ``base`` means it: a local path resolves against that folder.
+
+        A source that exists there, or is spelled as a path (``./``, ``../``, ``~``, absolute), becomes
+        absolute; ``easy-vqa`` and hub ids (``owner/name``) stay as written.
+        """
+        if self.source == "easy-vqa":
+            return self
+        path = Path(self.source).expanduser()
+        spelled_as_path = self.source.startswith(("./", "../", "~")) or path.is_absolute()
+        if spelled_as_path or (base / path).exists():
+            return dataclasses.replace(self, source=str((base / path).resolve()))
+        return self

@@ -2,7 +2,8 @@
 
 One pair per question: chosen = the gold answer, rejected = a different answer of the same kind drawn
 from the answers that kind takes. A per-client ``label_noise`` rate swaps chosen and rejected on that
-share of pairs (annotator disagreement). A pair is one privacy unit (DESIGN.md "Privacy").
+share of pairs (annotator disagreement). A pair is one privacy unit (docs/ARCHITECTURE.md, "What
+protects what").
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class FederatedSplits:
 def load_splits(config: DataConfig) -> FederatedSplits:
     """Load the configured source and cut it into the five splits."""
     train = load_vqa(config, config.train_split)
-    if config.test_split is not None:
+    if config.test_split:  # None or "" hold test images out of the training split instead
         return make_splits(train, config, test=load_vqa(config, config.test_split))
     return make_splits(train, config)
 

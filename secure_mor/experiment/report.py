@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from secure_mor.experiment.results import KINDS, CellResult, format_epsilon
+from secure_mor.experiment.results import CellResult, format_epsilon
 from secure_mor.experiment.settings import ExperimentConfig
 
 
@@ -65,7 +65,9 @@ def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Pat
 
     Columns go from the weakest privacy (inf) to the strongest, whatever order the grid ran in.
     """
-    config = dataclasses.replace(config, epsilons=tuple(sorted(config.epsilons, reverse=True)))
+    grid = dataclasses.replace(config.experiment, epsilons=tuple(sorted(config.epsilons, reverse=True)))
+    config = dataclasses.replace(config, experiment=grid)
+    kinds = _kinds(results)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(config, results)
@@ -73,7 +75,7 @@ def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Pat
     lines = [
         "# secure-mor experiment: privacy–utility",
         "",
-        f"Held-out test accuracy (%) on {config.eval_limit} questions, mean ± std over {seeds} seed(s) "
+        f"Held-out test accuracy (%) on {config.eval.limit} questions, mean ± std over {seeds} seed(s) "
         f"({', '.join(map(str, config.seeds))}); ε is each client's per-run budget (δ = 1e-5; inf = no DP).",
         "`base` and `gold` do not use the clients' data: the same runs appear under every ε.",
         "Two measures: *greedy* — exact match of the greedy answer; *expected* — the probability the",
@@ -98,13 +100,19 @@ def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Pat
     baseline = _text_only(out, results)
     for epsilon in config.epsilons:
         lines += [f"### ε = {format_epsilon(epsilon)}, greedy", ""]
-        lines += [*_kind_table(config, summary, epsilon, KINDS, baseline), ""]
+        lines += [*_kind_table(config, summary, epsilon, kinds, baseline), ""]
         lines += [f"### ε = {format_epsilon(epsilon)}, expected", ""]
-        lines += [*_kind_table(config, summary, epsilon, tuple(f"expected_{k}" for k in KINDS), {}), ""]
+        lines += [*_kind_table(config, summary, epsilon, tuple(f"expected_{k}" for k in kinds), {}), ""]
     lines += _plots(config, summary, results)
     path = out / "results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _kinds(results: Sequence[CellResult]) -> tuple[str, ...]:
+    """The question kinds the results hold (the data's), sorted, with overall last."""
+    found = {kind for result in results for kind in result.accuracy}
+    return (*sorted(found - {"overall"}), *(("overall",) if "overall" in found else ()))
 
 
 def _overall_table(config: ExperimentConfig, summary: Summary, kind: str) -> list[str]:

@@ -18,9 +18,14 @@ from typing import Any
 
 from secure_mor.errors import SecureMorError
 
-KINDS = ("color", "shape", "yesno", "overall")
-EXPECTED = tuple(f"expected_{kind}" for kind in KINDS)
-COLUMNS = ("method", "epsilon", "seed", *KINDS, *EXPECTED, "seconds", "details")
+COLUMNS = ("method", "epsilon", "seed", "accuracy", "expected", "seconds", "details")
+"""``accuracy`` and ``expected`` are JSON objects by question kind (the data's kinds, and overall)."""
+_EASY_VQA_KINDS = ("color", "shape", "yesno", "overall")
+LEGACY_COLUMNS = (
+    "method", "epsilon", "seed", *_EASY_VQA_KINDS, *(f"expected_{k}" for k in _EASY_VQA_KINDS), "seconds",
+    "details",
+)  # fmt: skip
+"""The header of results files written before kinds followed the data (easy-VQA's kinds as columns)."""
 
 
 class ResultsFileError(SecureMorError):
@@ -69,8 +74,8 @@ class CellResult:
             "method": self.cell.method,
             "epsilon": format_epsilon(self.cell.epsilon),
             "seed": str(self.cell.seed),
-            **{kind: f"{self.accuracy[kind]:.4f}" if kind in self.accuracy else "" for kind in KINDS},
-            **{f"expected_{k}": f"{self.expected[k]:.4f}" if k in self.expected else "" for k in KINDS},
+            "accuracy": json.dumps({k: round(v, 4) for k, v in self.accuracy.items()}),
+            "expected": json.dumps({k: round(v, 4) for k, v in self.expected.items()}),
             "seconds": f"{self.seconds:.1f}",
             "details": json.dumps(self.details, sort_keys=True),
         }
@@ -79,8 +84,12 @@ class CellResult:
     def from_row(cls, row: dict[str, str]) -> CellResult:
         """Parse a CSV row written by ``row``."""
         epsilon = float(row["epsilon"]) if row["epsilon"] else None
-        accuracy = {kind: float(row[kind]) for kind in KINDS if row.get(kind)}
-        expected = {kind: float(row[f"expected_{kind}"]) for kind in KINDS if row.get(f"expected_{kind}")}
+        if "accuracy" in row:
+            accuracy = _scores(json.loads(row["accuracy"] or "{}"))
+            expected = _scores(json.loads(row["expected"] or "{}"))
+        else:  # a legacy row: one column per easy-VQA kind
+            accuracy = {k: float(row[k]) for k in _EASY_VQA_KINDS if row.get(k)}
+            expected = {k: float(row[f"expected_{k}"]) for k in _EASY_VQA_KINDS if row.get(f"expected_{k}")}
         cell = Cell(row["method"], epsilon, int(row["seed"]))
         return cls(cell, accuracy, float(row["seconds"]), json.loads(row["details"] or "{}"), expected)
 
@@ -90,6 +99,7 @@ class ResultStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._legacy = False
 
     def load(self) -> list[CellResult]:
         """Every finished cell in the file (none if it does not exist yet)."""
@@ -98,11 +108,13 @@ class ResultStore:
         results = []
         with self.path.open(newline="") as file:
             reader = csv.DictReader(file)
-            if reader.fieldnames is None or tuple(reader.fieldnames) != COLUMNS:
+            header = tuple(reader.fieldnames or ())
+            if header not in (COLUMNS, LEGACY_COLUMNS):
                 raise ResultsFileError(
                     f"{self.path}: header is {reader.fieldnames}; expected {', '.join(COLUMNS)} "
                     "(move the file away to start a new experiment there)"
                 )
+            self._legacy = header == LEGACY_COLUMNS
             for line, row in enumerate(reader, start=2):
                 try:
                     results.append(CellResult.from_row(row))
@@ -114,6 +126,13 @@ class ResultStore:
         """Append one row and make it durable before returning."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            self.load()  # refuses a foreign header; notes a legacy one
+            if self._legacy:
+                raise ResultsFileError(
+                    f"{self.path}: written by an older secure-mor (one column per easy-VQA kind); it can be "
+                    "read (--report-only) but not extended: run the grid with another --out"
+                )
         with self.path.open("a", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
             if new:
@@ -121,6 +140,12 @@ class ResultStore:
             writer.writerow(result.row())
             file.flush()
             os.fsync(file.fileno())
+
+
+def _scores(document: Any) -> dict[str, float]:
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object of accuracies by kind, found {document!r}")
+    return {str(k): float(v) for k, v in document.items()}
 
 
 def finished(results: Iterable[CellResult]) -> set[Cell]:

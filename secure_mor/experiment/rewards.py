@@ -1,76 +1,55 @@
-"""The mixture reward computed in one process, for the experiment grid.
+"""The clients' rewards computed in one process, for the experiment grid: ``LocalScorer``.
 
-``LocalMixture`` uses the same routing and the same clients' reward models as the secure path, but
-calls each reward model directly and fuses in plaintext (every client answers, so rows need no
-renormalisation). CKKS changes a fused reward by < 1e-5 (tests/server/test_mixture.py), so utility
-figures are the same; what this skips is the cost and the protection, which ``secure-mor simulate``
-and ``make bench`` measure. It also records the mean router weight per client and question kind.
+It plugs into the server's ``MixtureOfRewards`` in place of the federation's ``FederatedScorer``: the
+same routing, the same router weights, the same renormalisation and cap, the same weighted sum — but
+each client's reward model is called directly and the sum is taken in plaintext (every client answers).
+CKKS changes a fused reward by < 1e-5 (``tests/server/test_fusion.py``), so utility figures are the
+same; what this skips is the cost and the protection, which ``secure-mor simulate`` and ``make bench``
+measure. ``w_max`` defaults to 1: the learned router caps its own weights (``router.w_max``), and the
+``single:<client>`` baseline (weight 1 on one client) exists only here — the key holder's policy
+refuses to decrypt one client's score, which is what it is for.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
 from secure_mor.client.config import AgentConfig
 from secure_mor.client.reward_model import RewardModel
 from secure_mor.protocol import scoring as sp
-from secure_mor.server.calibration import Calibrate
-from secure_mor.server.mixture import FeatureFn
-from secure_mor.server.rewards import completion_text
-from secure_mor.server.routing import Routing
+from secure_mor.server.mixture import Rollouts
+from secure_mor.server.routing import renormalise
 
 
-class LocalMixture:
-    """TRL reward function: Σ_k W[:, k] · score_k over the clients' reward models, in this process."""
+class LocalScorer:
+    """A ``Scorer`` over the clients' reward models in this process (plaintext fusion)."""
 
-    __name__ = "mor"
+    def __init__(self, models: Mapping[str, RewardModel], *, w_max: float = 1.0) -> None:
+        self.clients = tuple(f"client:{name}" for name in models)
+        self.models = dict(models)
+        self.w_max = w_max
 
-    def __init__(
-        self,
-        models: Mapping[str, RewardModel],
-        routing: Routing,
-        features: FeatureFn,
-    ) -> None:
-        self.identities = tuple(f"client:{name}" for name in models)
-        self.models = tuple(models.values())
-        self.routing, self.features = routing, features
-        self._weight_sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(self.models)))
-        self._counts: dict[str, int] = defaultdict(int)
+    def fuse(self, rollouts: Rollouts, weights: np.ndarray) -> list[float]:
+        """Σ_k W[:, k] · r_k with W renormalised and capped as the federation does when all answer."""
+        scores = np.stack(
+            [m.score(rollouts.images, rollouts.questions, rollouts.answers) for m in self.models.values()],
+            axis=1,
+        )  # (N, K)
+        kept = renormalise(weights, [True] * len(self.clients), self.w_max)
+        return [float(v) for v in (kept * scores).sum(axis=1)]
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        """One fused reward per completion."""
-        images, questions = list(columns["image"]), list(columns["question"])
-        answers = [completion_text(c) for c in completions]
-        weights = self.routing.weights(self.features(images, questions), self.identities)  # (N, K)
-        scores = np.stack([m.score(images, questions, answers) for m in self.models], axis=1)  # (N, K)
-        for kind, row in zip(columns.get("kind", ["all"] * len(answers)), weights, strict=True):
-            self._weight_sums[kind] += row
-            self._counts[kind] += 1
-        return [float(v) for v in (weights * scores).sum(axis=1)]
+    def calibrate(self, request: sp.CalibrationRequest) -> dict[str, sp.CalibrationReply]:
+        """Answer a calibration request with each reward model directly (the clients' own code path)."""
+        from secure_mor.client.tasks import answer_calibration
 
-    def mean_weights(self) -> dict[str, dict[str, float]]:
-        """Mean router weight per question kind and client over every rollout scored so far."""
-        names = [identity.removeprefix("client:") for identity in self.identities]
-        return {
-            kind: dict(zip(names, (total / self._counts[kind]).round(4).tolist(), strict=True))
-            for kind, total in sorted(self._weight_sums.items())
-        }
-
-
-def local_calibration(models: Mapping[str, RewardModel], max_items: int) -> Calibrate:
-    """Answer a calibration request with each reward model directly (the clients' own code path)."""
-    from secure_mor.client.tasks import answer_calibration
-
-    def calibrate(request: sp.CalibrationRequest) -> dict[str, sp.CalibrationReply]:
         return {
             f"client:{name}": answer_calibration(
-                request, model=model, max_items=max_items, max_image_bytes=AgentConfig().max_image_bytes
+                request,
+                model=model,
+                max_items=len(request.items),
+                max_image_bytes=AgentConfig().max_image_bytes,
             )
-            for name, model in models.items()
+            for name, model in self.models.items()
         }
-
-    return calibrate

@@ -2,8 +2,9 @@
 
 Order: the base and gold cells (they do not depend on ε), then for each (ε, seed) the clients' reward
 models — trained once in that pair's own kit, with signed privacy ledgers — and every method that uses
-them. Reward-based methods run TRL's GRPO through ``FederatedAlignment`` with the in-process
-``LocalMixture`` reward; FedAvg-DPO runs ``FedAvgDpo``. Every cell is evaluated on the same held-out
+them. Reward-based methods run the server's TRL GRPO through ``FederatedAlignment`` with the
+in-process ``LocalScorer`` in place of the federation (same routing, weights and fusion); FedAvg-DPO
+runs ``FedAvgDpo``. Every cell is evaluated on the same held-out
 test questions. Finished cells are read back from ``results.csv`` and never recomputed.
 """
 
@@ -17,7 +18,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from secure_mor.data import DataConfig, load_splits
 from secure_mor.errors import SecureMorError
 from secure_mor.experiment.results import Cell, CellResult, ResultStore, finished, format_epsilon
 from secure_mor.experiment.settings import ExperimentConfig
@@ -94,8 +94,7 @@ class Experiment:
         from secure_mor.config import to_mapping
 
         settings = to_mapping(self.config)
-        for name in ("out", "methods", "epsilons", "seeds"):
-            settings.pop(name)
+        settings.pop("experiment")  # the grid may grow; everything else must match
         settings = json.loads(json.dumps(settings, default=str))
         path = self.out / SETTINGS_FILE
         if not path.exists():
@@ -118,7 +117,9 @@ class Experiment:
         if cell.method == "base":
             from secure_mor.models.evaluate import evaluate_held_out
 
-            evaluation = evaluate_held_out(self.reference, self.splits, self.config.eval_limit)
+            evaluation = evaluate_held_out(
+                self.reference, self.splits, self.config.eval.limit, balanced=self.config.eval.balance_kinds
+            )
         elif cell.method == "fedavg-dpo":
             evaluation, details = self._fedavg(cell)
         else:
@@ -135,77 +136,48 @@ class Experiment:
         from secure_mor.server.training import FederatedAlignment
 
         config = self.config
-        names = tuple(c.name for c in config.clients)
-        run = RunSettings(
-            base_model=self.base,
-            run_dir=self.out / "cells" / cell.name,
-            run_id=cell.name.replace("_", "."),
-            routing=cell.method,
-            clients=names,
-            calibration_items=config.calibration_items,
-            eval_limit=config.eval_limit,
-        )
         server = ServerConfig(
-            run=run,
+            run=RunSettings(
+                base_model=self.base,
+                run_dir=self.out / "cells" / cell.name,
+                run_id=cell.name.replace("_", "."),
+                routing=cell.method,
+                clients=config.client_names,
+            ),
             router=dataclasses.replace(config.router, seed=cell.seed),
             grpo=dataclasses.replace(config.grpo, seed=cell.seed),
-            data=DataConfig(seed=config.data_seed),
+            eval=config.eval,
+            data=config.data,
         )
-        mixture = None if cell.method == "gold" else self._mixture(cell, run)
+        scorer = None if cell.method == "gold" else self._scorer(cell)
 
         def report(step: int, total: int, reward: float) -> None:
             self.progress("cell", step, total, f"{cell.name}: reward {reward:.3f}")
 
-        alignment = FederatedAlignment(server, progress=report)
-        result = alignment.run(reward=mixture)
+        result = FederatedAlignment(server, progress=report).run(scorer=scorer)
         details: dict[str, Any] = {"steps": result.steps}
-        if mixture is not None:
-            details["router_weights"] = mixture.mean_weights()
+        if scorer is not None:
+            details["router_weights"] = result.router_weights
             details["reward_models"] = self._rm_summary(cell)
         return result.evaluation, details
 
-    def _mixture(self, cell: Cell, run: Any) -> Any:
-        from secure_mor.experiment.rewards import LocalMixture, local_calibration
-        from secure_mor.models.features import prompt_features
-        from secure_mor.server.calibration import calibration_pairs, fit_router
-        from secure_mor.server.routing import LearnedRouting, Routing, SingleRouting, UniformRouting
+    def _scorer(self, cell: Cell) -> Any:
+        from secure_mor.experiment.rewards import LocalScorer
 
         assert cell.epsilon is not None
-        models = self._reward_models(cell.epsilon, cell.seed)
-
-        def features(images: Any, questions: Any) -> Any:
-            return prompt_features(self.reference, images, questions)
-
-        routing: Routing
-        if cell.method == "uniform":
-            routing = UniformRouting()
-        elif cell.method.startswith("single:"):
-            routing = SingleRouting(f"client:{cell.method.removeprefix('single:')}")
-        else:
-            router_config = dataclasses.replace(self.config.router, seed=cell.seed)
-            pairs = calibration_pairs(self.splits.calibration, run.calibration_items, router_config.seed)
-            routing, _ = fit_router(
-                router_config,
-                run.identities,
-                pairs,
-                features,
-                local_calibration(models, max_items=len(pairs)),
-                request_id=f"{run.run_id}/calibration",
-            )
-            assert isinstance(routing, LearnedRouting)
-            routing.save(run.run_dir / "router")
-        return LocalMixture(models, routing, features)
+        return LocalScorer(self._reward_models(cell.epsilon, cell.seed))
 
     def _fedavg(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
         from secure_mor.client.config import load_client_config
         from secure_mor.client.run import client_pairs
         from secure_mor.experiment.fedavg_dpo import FedAvgDpo
         from secure_mor.models.evaluate import evaluate_held_out
+        from secure_mor.simulate.kits import client_toml
 
         assert cell.epsilon is not None
         kit = self._kit(cell.epsilon, cell.seed)
         pairs = {
-            c.name: client_pairs(load_client_config(kit / "clients" / c.name / "client.toml")).train
+            c.name: client_pairs(load_client_config(client_toml(kit, c.name)), self.splits).train
             for c in self.config.clients
         }
 
@@ -216,7 +188,9 @@ class Experiment:
         result = FedAvgDpo(self.base, self.config.fedavg, seed=cell.seed, work_dir=work).run(
             pairs, cell.epsilon, progress=report
         )
-        evaluation = evaluate_held_out(result.policy, self.splits, self.config.eval_limit)
+        evaluation = evaluate_held_out(
+            result.policy, self.splits, self.config.eval.limit, balanced=self.config.eval.balance_kinds
+        )
         norms = sorted(result.update_norms)
         return evaluation, {
             "noise_multiplier": result.noise_multiplier,
@@ -230,21 +204,21 @@ class Experiment:
     def base(self) -> Path:
         """The shared pretrained base (made once, cached across experiments and simulations)."""
         if self._base is None:
-            from secure_mor.simulate.runner import cached_base
+            from secure_mor.simulate.runner import recipe_base
 
             def report(step: int, total: int, loss: float) -> None:
                 self.progress("base model", step, total, f"loss {loss:.3f}")
 
-            self._base = cached_base(
-                self.config.data_seed, self.config.base_steps, self.config.base_cache, report
-            )
+            self._base = recipe_base(self.config, self.splits, report)
         return self._base
 
     @property
     def splits(self) -> Any:
         """The data split every cell shares."""
         if self._splits is None:
-            self._splits = load_splits(DataConfig(seed=self.config.data_seed))
+            from secure_mor.simulate.preflight import check_recipe_data
+
+            self._splits = check_recipe_data(self.config)
         return self._splits
 
     @property
@@ -259,34 +233,28 @@ class Experiment:
     def _kit(self, epsilon: float, seed: int) -> Path:
         """The (ε, seed) pair's federation kit, with every client's reward model trained in it."""
         from secure_mor.crypto.provision import create_federation
-        from secure_mor.simulate.runner import train_reward_models, update_toml
+        from secure_mor.simulate.kits import train_reward_models
 
         kit = self.out / "kits" / f"eps-{format_epsilon(epsilon)}_seed-{seed}"
         summary = kit / "reward_models.json"
         if summary.exists():
             return kit
-        names = [c.name for c in self.config.clients]
-        create_federation(kit, names, force=True)
-        if math.isfinite(epsilon):  # one training per kit: its budget is that run's ε
-            for name in names:
-                update_toml(
-                    kit / "clients" / name / "client.toml", {"privacy": {"budget": max(epsilon, 10.0)}}
-                )
+        create_federation(kit, self.config.client_names, force=True)
 
         def report(name: str, step: int, total: int, loss: float) -> None:
             self.progress("reward models", step, total, f"ε={format_epsilon(epsilon)} seed {seed} {name}")
 
+        recipe = dataclasses.replace(
+            self.config, reward_models=dataclasses.replace(self.config.reward_models, seed=seed)
+        )
         trained = train_reward_models(
             kit,
-            self.config.clients,
+            recipe,
             base=self.base,
-            data_seed=self.config.data_seed,
-            seed=seed,
             epsilon=epsilon,
-            pairs=self.config.rm_pairs,
-            epochs=self.config.rm_epochs,
-            public_pairs=self.config.rm_public_pairs,
-            public_cache=self.config.base_cache.expanduser().parent / "compact",
+            splits=self.splits,
+            # one training per kit: its budget is that run's ε
+            budget=max(epsilon, 10.0) if math.isfinite(epsilon) else None,
             progress=report,
         )
         summary.write_text(json.dumps(trained, indent=2) + "\n")
@@ -295,12 +263,11 @@ class Experiment:
     def _reward_models(self, epsilon: float, seed: int) -> dict[str, Any]:
         from secure_mor.client.config import load_client_config
         from secure_mor.client.reward_model import load_reward_model
+        from secure_mor.simulate.kits import client_toml
 
         kit = self._kit(epsilon, seed)
         return {
-            c.name: load_reward_model(
-                load_client_config(kit / "clients" / c.name / "client.toml").reward_model.out
-            )
+            c.name: load_reward_model(load_client_config(client_toml(kit, c.name)).reward_model.out)
             for c in self.config.clients
         }
 

@@ -1,4 +1,8 @@
-"""``ExperimentConfig``: the privacy–utility grid of ``secure-mor experiment`` (methods × ε × seeds)."""
+"""``ExperimentConfig``: the privacy–utility grid of ``secure-mor experiment`` (methods × ε × seeds).
+
+A ``Recipe`` (the same ``[data]``, ``[base]``, ``[[clients]]``, ``[reward_models]``, ``[router]``,
+``[grpo]`` and ``[eval]`` tables as ``simulate``) plus ``[experiment]`` (the grid) and ``[fedavg]``.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secure_mor.config import help_field, nested, require
-from secure_mor.server.grpo import GrpoSettings
-from secure_mor.server.routing import RouterConfig
-from secure_mor.simulate.settings import DEFAULT_CLIENTS, ClientSpec
+from secure_mor.errors import ConfigError
+from secure_mor.recipe import Recipe
+from secure_mor.server.settings import RoutingSpec
 
-FIXED_METHODS = ("base", "uniform", "router", "gold", "fedavg-dpo")
-"""Method names besides ``single:<client>``."""
+FIXED_METHODS = ("base", "fedavg-dpo")
+"""Methods that are not a routing spec (``router``, ``uniform``, ``gold``, ``single:<client>``)."""
 
 PRIVATE_METHODS = ("uniform", "router", "fedavg-dpo")
 """Methods whose result depends on the clients' ε (``single:<client>`` too); base and gold do not."""
@@ -44,13 +48,8 @@ class FedAvgDpoSettings:
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
-    """The ``[experiment]`` table: the grid, and the sizes every cell shares.
-
-    The data split and the base model are fixed (``data_seed``) so that cells differ only by method,
-    ε and seed; the seed drives the reward models' initialisation and noise, GRPO's sampling and the
-    FedAvg-DPO clients' batches.
-    """
+class GridSettings:
+    """The ``[experiment]`` table: the grid itself (methods × ε × seeds) and where its results go."""
 
     out: Path = help_field(Path("runs/experiment"), "Results folder (finished cells there are not rerun).")
     methods: tuple[str, ...] = help_field(
@@ -60,39 +59,14 @@ class ExperimentConfig:
     epsilons: tuple[float, ...] = help_field(
         (math.inf, 8.0, 3.0, 1.0), "Each client's ε per reward-model training (inf = no DP); δ = 1e-5."
     )
-    seeds: tuple[int, ...] = help_field((0, 1, 2), "Seeds; the table reports mean ± std over them.")
-    clients: tuple[ClientSpec, ...] = help_field(
-        DEFAULT_CLIENTS, "The data owners (one easy-VQA kind each) and their reward-model architectures."
+    seeds: tuple[int, ...] = help_field(
+        (0, 1, 2),
+        "Seeds; each replaces reward_models.seed, router.seed and grpo.seed in its cells. The table "
+        "reports mean ± std over them.",
     )
-    rm_pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
-    rm_epochs: int = help_field(20, "Reward-model training epochs.")
-    rm_public_pairs: int = help_field(
-        3000, "Compact reward models: public pairs per kind of their public pretraining (cached)."
-    )
-    base_steps: int = help_field(1500, "Pretraining steps of the shared base VLM (cached).")
-    base_cache: Path = help_field(Path("~/.cache/secure-mor/base"), "Where pretrained bases are kept.")
-    data_seed: int = help_field(0, "Seed of the data split and the base model, shared by every cell.")
-    eval_limit: int = help_field(1000, "Test questions each cell is evaluated on (the same ones everywhere).")
-    calibration_items: int = help_field(256, "Public calibration pairs for the router.")
-    grpo: GrpoSettings = nested(GrpoSettings, "GRPO of every reward-based method (seed set per cell).")
-    router: RouterConfig = nested(RouterConfig, "The MoR router.")
-    fedavg: FedAvgDpoSettings = nested(FedAvgDpoSettings, "The FedAvg-DPO baseline.")
 
     def __post_init__(self) -> None:
-        names = [c.name for c in self.clients]
-        require(len(names) >= 2, "clients", f"a federation needs ≥ 2 clients, found {names}")
-        require(len(set(names)) == len(names), "clients", f"client names must be unique, found {names}")
         require(bool(self.methods), "methods", "list at least one method")
-        for method in self.methods:
-            known = method in FIXED_METHODS or (
-                method.startswith("single:") and method.removeprefix("single:") in names
-            )
-            require(
-                known,
-                "methods",
-                f"unknown method {method!r}; expected one of {', '.join(FIXED_METHODS)} "
-                f"or single:<one of {names}>",
-            )
         require(len(set(self.methods)) == len(self.methods), "methods", "a method is listed twice")
         require(bool(self.epsilons), "epsilons", "list at least one ε (inf for no DP)")
         for epsilon in self.epsilons:
@@ -100,8 +74,54 @@ class ExperimentConfig:
         require(len(set(self.epsilons)) == len(self.epsilons), "epsilons", "an ε is listed twice")
         require(bool(self.seeds), "seeds", "list at least one seed")
         require(len(set(self.seeds)) == len(self.seeds), "seeds", "a seed is listed twice")
-        for name in ("rm_epochs", "base_steps", "eval_limit", "calibration_items"):
-            require(getattr(self, name) >= 1, name, f"expected an integer ≥ 1, found {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Recipe):
+    """Everything ``secure-mor experiment`` reads: the recipe every cell shares, the grid, FedAvg-DPO.
+
+    The data split and the base model are fixed (``[data]``, ``[base]``) so that cells differ only by
+    method, ε and seed.
+    """
+
+    experiment: GridSettings = nested(GridSettings, "The grid and its results folder.")
+    fedavg: FedAvgDpoSettings = nested(FedAvgDpoSettings, "The FedAvg-DPO baseline.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        names = self.client_names
+        for method in self.experiment.methods:
+            if method in FIXED_METHODS:
+                continue
+            try:
+                RoutingSpec.parse(method, names)
+            except ConfigError:
+                require(
+                    False,
+                    "experiment.methods",
+                    f"unknown method {method!r}; expected one of {', '.join(FIXED_METHODS)} "
+                    f"or single:<one of {list(names)}>",
+                )
+
+    @property
+    def out(self) -> Path:
+        """The results folder."""
+        return self.experiment.out
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The grid's methods."""
+        return self.experiment.methods
+
+    @property
+    def epsilons(self) -> tuple[float, ...]:
+        """The grid's ε values."""
+        return self.experiment.epsilons
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The grid's seeds."""
+        return self.experiment.seeds
 
     def depends_on_epsilon(self, method: str) -> bool:
         """Whether ``method`` uses the clients' private data (so its result changes with ε)."""

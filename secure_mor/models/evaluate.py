@@ -2,8 +2,8 @@
 
 ``evaluate_vlm`` answers test questions greedily and compares normalised answers. The text-only
 baseline answers each question string with its most common training answer, ignoring the image: on
-easy-VQA it scores 84 % on yes/no questions, so an overall figure alone hides what the image taught
-(DESIGN.md). Both are reported per kind and question-weighted overall.
+easy-VQA it scores 84 % on yes/no questions, so an overall figure alone hides what the image taught.
+Both are reported per kind and question-weighted overall.
 """
 
 from __future__ import annotations

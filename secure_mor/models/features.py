@@ -1,7 +1,7 @@
 """Prompt features φ(x): the frozen reference VLM's mean-pooled last hidden state on (image, question).
 
-The router reads these (DESIGN.md "Router"); they come from the frozen reference, never from the
-policy being trained, so the routing of a prompt does not drift during GRPO.
+The router reads these (docs/ARCHITECTURE.md, "The router"); they come from the frozen reference,
+never from the policy being trained, so the routing of a prompt does not drift during GRPO.
 """
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
 """``BasePretrainer``: supervised pretraining of the tiny Qwen2-VL on the foundation split only.
 
 At CPU scale the "visual foundation model" is made here. Questions are sampled with the kinds balanced
-(easy-VQA is 74 % yes/no; sampling as it comes leaves shape questions at chance, DESIGN.md), with AdamW
+(easy-VQA is 74 % yes/no; sampling as it comes left shape questions at chance when measured), with AdamW
 and a linear-warmup cosine schedule. The budget is a number of steps, optionally cut by a time limit.
 Client shards are never seen: the split is made by ``secure_mor.data`` and only ``foundation`` is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,12 +88,16 @@ class BasePretrainer:
     def __init__(self, config: BaseConfig) -> None:
         self.config = config
 
-    def run(self, out: Path, progress: ProgressFn | None = None) -> PretrainResult:
-        """Pretrain, save the model and processor to ``out`` and return what happened."""
+    def run(self, out: Path, progress: ProgressFn | None = None, foundation: Any = None) -> PretrainResult:
+        """Pretrain, save the model and processor to ``out`` and return what happened.
+
+        ``foundation`` is the foundation split of ``config.data`` when the caller has it loaded already.
+        """
         cfg = self.config.pretrain
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        foundation = load_splits(self.config.data).foundation
+        if foundation is None:
+            foundation = load_splits(self.config.data).foundation
         vlm = build_tiny_vlm(
             get_preset(cfg.preset), [*foundation["question"], *foundation["answer"]], seed=cfg.seed
         )
@@ -178,3 +184,20 @@ def _write_manifest(out: Path, config: BaseConfig, result: PretrainResult) -> No
         "result": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def cached_base(config: BaseConfig, cache: Path, foundation: Any, progress: ProgressFn | None = None) -> Path:
+    """The base that ``config`` makes, reused from ``cache`` when a run already made it.
+
+    The key is the pretraining recipe and a content fingerprint of the ``foundation`` split (the rows
+    and image bytes it learns from, and that its tokenizer is trained on), never the data's path: a base
+    made from other data, another split or other hyper-parameters is never reused.
+    """
+    from secure_mor.data import dataset_fingerprint
+
+    recipe = {"pretrain": asdict(config.pretrain), "foundation": dataset_fingerprint(foundation)}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    folder = cache.expanduser() / key[:16]
+    if not (folder / MANIFEST).exists():
+        BasePretrainer(config).run(folder, progress=progress, foundation=foundation)
+    return folder

@@ -2,7 +2,7 @@
 
 ``ImageOnlyQwen2VLProcessor`` keeps Qwen2-VL's text and image handling (image placeholder expansion,
 ``image_grid_thw``) and simply has no video processor, so it builds, saves and loads on CPU torch
-without torchvision (DESIGN.md "Known facts").
+without torchvision (whose PyPI wheel is a CUDA build that breaks CPU torch).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ so a partial run (Ctrl-C) still gives a readable report of what it did.
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import matplotlib.pyplot as plt
 
 from secure_mor.simulate.settings import SimulateConfig
 
-KINDS = ("color", "shape", "yesno", "overall")
+OVERALL = "overall"
 TIMINGS = (
     "scoring_seconds",
     "encryption_seconds",
@@ -44,7 +45,14 @@ def _save(figure: Any, path: Path) -> str:
 
 def write_report(out: Path, config: SimulateConfig, state: Any) -> Path:
     """Write ``out/report.md`` (and its plots) and return its path."""
-    lines = ["# secure-mor simulation", ""]
+    lines = [
+        "# secure-mor simulation",
+        "",
+        f"Data: `{config.data.source}` (split seed {config.data.seed}); clients: "
+        + ", ".join(f"{c.name} ({c.architecture}, shard {c.data_shard})" for c in config.clients)
+        + f"; routing: {config.simulate.routing}; ε = {config.simulate.epsilon:g} per client.",
+        "",
+    ]
     if state.interrupted:
         lines += ["**Interrupted (Ctrl-C): a partial report of the phases that finished.**", ""]
     lines += [
@@ -56,6 +64,7 @@ def write_report(out: Path, config: SimulateConfig, state: Any) -> Path:
         + _accuracy(out, state)
         + _training(out)
         + _router(out)
+        + _router_by_kind(out)
         + _secure(out)
         + _privacy(out, state)
     )
@@ -70,13 +79,13 @@ def _clients(state: Any) -> list[str]:
     lines = [
         "## Clients' reward models (trained under DP)",
         "",
-        "| client | architecture | pairs | held-out pairwise accuracy | ε | time |",
-        "|---|---|---|---|---|---|",
+        "| client | shard | architecture | pairs | held-out pairwise accuracy | ε | time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, c in state.clients.items():
         lines.append(
-            f"| {name} | {c['architecture']} | {c['pairs']} | {c['heldout_accuracy']:.1%} | "
-            f"{c['epsilon']:.3g} | {c['seconds']:.0f} s |"
+            f"| {name} | {c.get('shard', name)} | {c['architecture']} | {c['pairs']} | "
+            f"{c['heldout_accuracy']:.1%} | {c['epsilon']:.3g} | {c['seconds']:.0f} s |"
         )
     return [*lines, ""]
 
@@ -88,14 +97,16 @@ def _accuracy(out: Path, state: Any) -> list[str]:
         "## Test accuracy per kind",
         "",
         "Greedy: exact match of the greedy answer. Expected: the probability the policy gives the gold",
-        "answer when sampling at temperature 1 — what GRPO's sampled rewards raise first. The same",
-        "number of test questions of each kind (the test split is three-quarters yes/no), so overall is",
-        "the mean over kinds.",
+        "answer when sampling at temperature 1 — what GRPO's sampled rewards raise first. With",
+        "`eval.balance_kinds` (the default) every kind has the same number of test questions, so overall",
+        "is the mean over kinds. The text-only baseline answers each question string with its most common",
+        "foundation answer, ignoring the image.",
         "",
         "| kind | greedy: base | greedy: after | expected: base | expected: after | text-only baseline |",
         "|---|---|---|---|---|---|",
     ]
-    kinds = [k for k in KINDS if k in (state.base_eval or state.policy_eval or {})]
+    found = state.base_eval or state.policy_eval or {}
+    kinds = [*sorted(k for k in found if k != OVERALL), *([OVERALL] if OVERALL in found else [])]
     for kind in kinds:
         base = (state.base_eval or {}).get(kind, {})
         after = (state.policy_eval or {}).get(kind, {})
@@ -129,15 +140,16 @@ def _accuracy(out: Path, state: Any) -> list[str]:
 
 def _most_accurate_client(state: Any, kinds: list[str]) -> list[str]:
     """Where the client with the best held-out pairwise accuracy has its kind: what it could teach."""
-    owners = {name: c for name, c in state.clients.items() if name in kinds}
+    owners = {name: c for name, c in state.clients.items() if c.get("shard", name) in kinds}
     if not owners or not state.base_eval or not state.policy_eval:
         return []
     name = max(owners, key=lambda n: owners[n]["heldout_accuracy"])
-    base, after = state.base_eval[name], state.policy_eval[name]
+    kind = owners[name].get("shard", name)
+    base, after = state.base_eval[kind], state.policy_eval[kind]
     return [
         "",
         f"Most accurate client: {name} ({owners[name]['heldout_accuracy']:.1%} held-out pairwise). On its "
-        f"kind the policy went greedy {base['accuracy']:.1%} → {after['accuracy']:.1%}, expected "
+        f"kind ({kind}) the policy went greedy {base['accuracy']:.1%} → {after['accuracy']:.1%}, expected "
         f"{base['expected_accuracy']:.1%} → {after['expected_accuracy']:.1%} "
         f"({base['questions']} test questions of that kind).",
     ]
@@ -175,6 +187,39 @@ def _router(out: Path) -> list[str]:
     lines = ["## Router", "", "| client | mean weight over all rollouts |", "|---|---|"]
     lines += [f"| {c} | {w:.3f} |" for c, w in means.items()]
     return [*lines, "", f"![router weights]({_save(figure, out / 'router.png')})", ""]
+
+
+def _router_by_kind(out: Path) -> list[str]:
+    """The router's mean weight per question kind and client (``run/router_weights.json``)."""
+    path = out / "run" / "router_weights.json"
+    if not path.exists():
+        return []
+    weights: dict[str, dict[str, float]] = json.loads(path.read_text())
+    kinds = sorted(weights)
+    clients = list(next(iter(weights.values()))) if weights else []
+    if not clients:
+        return []
+    lines = [
+        "Mean router weight per question kind of the GRPO prompts (rows) and client (columns):",
+        "",
+        "| kind | " + " | ".join(clients) + " |",
+        "|---|" + "---|" * len(clients),
+    ]
+    lines += [f"| {k} | " + " | ".join(f"{weights[k][c]:.3f}" for c in clients) + " |" for k in kinds]
+    figure, axis = plt.subplots(figsize=(1.6 + 1.1 * len(clients), 1.0 + 0.5 * len(kinds)))
+    matrix = [[weights[k][c] for c in clients] for k in kinds]
+    image = axis.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    axis.set_xticks(range(len(clients)), clients)
+    axis.set_yticks(range(len(kinds)), kinds)
+    axis.set_xlabel("client")
+    axis.set_ylabel("prompt kind")
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            axis.text(
+                j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black"
+            )
+    figure.colorbar(image, ax=axis, label="mean weight")
+    return [*lines, "", f"![router weights per kind]({_save(figure, out / 'router_by_kind.png')})", ""]
 
 
 def _secure(out: Path) -> list[str]:

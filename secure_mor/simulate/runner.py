@@ -1,35 +1,41 @@
 """``Simulation``: provision, pretrain (or reuse) the base, DP reward models, MoR GRPO, eval, audit, report.
 
-The key holder, the server and every client run as separate ``secure-mor`` processes talking gRPC over
-mTLS on loopback ports, exactly as in a deployment; only the clients' reward-model training runs in this
-process (each still writes its own signed privacy ledger in its own kit). Ctrl-C stops every process
-this started and leaves a readable partial report.
+The recipe's data is loaded and checked first (``preflight``): a bad dataset or client list stops the
+run before any process starts. The key holder, the server and every client then run as separate
+``secure-mor`` processes talking gRPC over mTLS on loopback ports, exactly as in a deployment; only the
+clients' reward-model training runs in this process (each still writes its own signed privacy ledger in
+its own kit). Every party's config is written from the recipe's settings objects (``kits``). Ctrl-C
+stops every process this started and leaves a readable partial report.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import socket
 import time
-import tomllib
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import tomli_w
+from typing import TYPE_CHECKING, Any
 
 from secure_mor import __version__
-from secure_mor.data import DataConfig, load_splits
 from secure_mor.errors import SecureMorError
+from secure_mor.recipe import Recipe
+from secure_mor.simulate.kits import (
+    client_toml,
+    configure_keyholder,
+    configure_server,
+    connect_client,
+    train_reward_models,
+)
+from secure_mor.simulate.preflight import check_recipe_data
 from secure_mor.simulate.processes import ProcessGroup
-from secure_mor.simulate.settings import ClientSpec, SimulateConfig
+from secure_mor.simulate.settings import SimulateConfig
 
-EVAL_BALANCED = True
-"""The base and the aligned policy are evaluated on the same number of questions of each kind."""
+if TYPE_CHECKING:
+    from secure_mor.data import FederatedSplits
 
 Progress = Callable[[str, float, float | None, str], None]
 """Called with (phase, done, total or None, detail) as the run advances."""
@@ -61,22 +67,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def update_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
-    """Merge ``tables`` into the TOML file at ``path``."""
-    document = tomllib.loads(path.read_text())
-    for table, values in tables.items():
-        document.setdefault(table, {}).update(values)
-    path.write_text(tomli_w.dumps(document))
-
-
 class Simulation:
-    """One simulated federated alignment run in ``out``."""
+    """One simulated federated alignment run in ``out`` (resolved to an absolute path once, here)."""
 
     def __init__(self, config: SimulateConfig, out: Path, progress: Progress | None = None) -> None:
-        self.config, self.out = config, out
+        self.config, self.out = config, out.expanduser().resolve()
         self.progress = progress or (lambda phase, done, total, detail: None)
-        self.state = SimulationState(out)
-        self.group = ProcessGroup(out / "logs")
+        self.state = SimulationState(self.out)
+        self.group = ProcessGroup(self.out / "logs")
+        self._splits: FederatedSplits | None = None
 
     def run(self) -> SimulationState:
         """Run every phase; on Ctrl-C stop all processes and return what was done."""
@@ -84,8 +83,10 @@ class Simulation:
 
         self.out.mkdir(parents=True, exist_ok=True)
         try:
+            self._splits = self._phase("data", lambda: check_recipe_data(self.config))
             fed = self._phase(
-                "provision", lambda: create_federation(self.out / "fed", self._names(), force=True).root
+                "provision",
+                lambda: create_federation(self.out / "fed", self.config.client_names, force=True).root,
             )
             base = self._phase("base model", self._base)
             self._phase("reward models", lambda: self._reward_models(fed, base))
@@ -99,6 +100,12 @@ class Simulation:
             self.group.stop_all()
         return self.state
 
+    @property
+    def splits(self) -> FederatedSplits:
+        """The recipe's data split (loaded and checked by the first phase)."""
+        assert self._splits is not None, "the data phase runs first"
+        return self._splits
+
     def _phase(self, name: str, work: Callable[[], Any]) -> Any:
         self.progress(name, 0, None, "")
         started = time.monotonic()
@@ -110,36 +117,23 @@ class Simulation:
         self.progress(name, 1, 1, f"done in {self.state.phases[name]:.0f} s")
         return result
 
-    def _names(self) -> list[str]:
-        return [c.name for c in self.config.clients]
-
     def _base(self) -> Path:
         def report(step: int, total: int, loss: float) -> None:
             self.progress("base model", step, total, f"loss {loss:.3f}")
 
-        return cached_base(self.config.seed, self.config.base_steps, self.config.base_cache, report)
+        return recipe_base(self.config, self.splits, report)
 
     def _reward_models(self, fed: Path, base: Path) -> None:
-        for spec in self.config.clients:
-            update_toml(fed / "clients" / spec.name / "client.toml", {"agent": {
-                "heartbeat_seconds": 1.0, "reconnect_initial_seconds": 0.2, "reconnect_max_seconds": 2.0,
-            }})  # fmt: skip
-
         def report(name: str, step: int, total: int, loss: float) -> None:
             self.progress("reward models", step, total, f"{name}: loss {loss:.3f}")
 
         self.state.clients.update(
             train_reward_models(
                 fed,
-                self.config.clients,
+                self.config,
                 base=base,
-                data_seed=self.config.seed,
-                seed=self.config.seed,
-                epsilon=self.config.epsilon,
-                pairs=self.config.rm_pairs,
-                epochs=self.config.rm_epochs,
-                public_pairs=self.config.rm_public_pairs,
-                public_cache=self.config.base_cache.expanduser().parent / "compact",
+                epsilon=self.config.simulate.epsilon,
+                splits=self.splits,
                 progress=report,
             )
         )
@@ -147,41 +141,32 @@ class Simulation:
 
     def _federation(self, fed: Path, base: Path) -> None:
         config = self.config
-        server_port, keyholder_port = free_port(), free_port()
-        update_toml(fed / "keyholder/keyholder.toml", {"service": {"listen": f"127.0.0.1:{keyholder_port}"}})
-        update_toml(fed / "server/server.toml", {
-            "federation": {"keyholder_address": f"127.0.0.1:{keyholder_port}"},
-            "service": {"listen": f"127.0.0.1:{server_port}", "heartbeat_seconds": 2.0},
-            "run": {"base_model": str(base), "run_dir": str(self.out / "run"), "routing": config.routing,
-                    "eval_limit": config.eval_limit, "eval_balance_kinds": EVAL_BALANCED,
-                    "run_id": f"sim-{int(time.time())}"},
-            "grpo": {"steps": config.grpo_steps, "prompts_per_step": config.prompts_per_step,
-                     "group_size": config.group_size, "learning_rate": config.learning_rate,
-                     "lora_rank": config.lora_rank, "balance_kinds": config.balance_kinds,
-                     "seed": config.seed},
-            "data": {"seed": config.seed},
-        })  # fmt: skip
-        for name in self._names():
-            update_toml(
-                fed / "clients" / name / "client.toml",
-                {
-                    "federation": {
-                        "server_address": f"127.0.0.1:{server_port}",
-                        "keyholder_address": f"127.0.0.1:{keyholder_port}",
-                    }
-                },
-            )
-        self.group.start("keyholder", "keyholder", "serve", "--config", str(fed / "keyholder/keyholder.toml"))
-        for name in self._names():
-            self.group.start(name, "client", "join", "--config", str(fed / "clients" / name / "client.toml"))
-        server = self.group.start("server", "server", "train", "--config", str(fed / "server/server.toml"))
+        server_address, keyholder_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        keyholder_toml = configure_keyholder(fed, listen=keyholder_address)
+        server_toml = configure_server(
+            fed,
+            config,
+            base=base,
+            run_dir=self.out / "run",
+            run_id=f"sim-{int(time.time())}",
+            routing=str(config.routing),
+            secure=config.secure,
+            listen=server_address,
+            keyholder=keyholder_address,
+        )
+        for name in config.client_names:
+            connect_client(fed, name, server=server_address, keyholder=keyholder_address)
+        self.group.start("keyholder", "keyholder", "serve", "--config", str(keyholder_toml))
+        for name in config.client_names:
+            self.group.start(name, "client", "join", "--config", str(client_toml(fed, name)))
+        server = self.group.start("server", "server", "train", "--config", str(server_toml))
         started = time.monotonic()
         while server.poll() is None:
             steps = _rows(self.out / "run" / "train_log.csv")
             if steps:
                 last = steps[-1]
                 self.progress(
-                    "federated GRPO", len(steps), config.grpo_steps, f"reward {float(last['reward']):.3f}"
+                    "federated GRPO", len(steps), config.grpo.steps, f"reward {float(last['reward']):.3f}"
                 )
             time.sleep(1.0)
             if time.monotonic() - started > 3600:
@@ -197,9 +182,9 @@ class Simulation:
         from secure_mor.models.evaluate import evaluate_held_out
         from secure_mor.models.factory import load_vlm
 
-        splits = load_splits(DataConfig(seed=self.config.seed))
+        settings = self.config.eval
         self.state.base_eval = evaluate_held_out(
-            load_vlm(base), splits, self.config.eval_limit, balanced=EVAL_BALANCED
+            load_vlm(base), self.splits, settings.limit, balanced=settings.balance_kinds
         ).to_json()
         (self.out / "base_eval.json").write_text(json.dumps(self.state.base_eval, indent=2) + "\n")
 
@@ -214,72 +199,17 @@ class Simulation:
         self.state.audit = document
 
 
-def cached_base(
-    seed: int, steps: int, cache: Path, progress: Callable[[int, int, float], None] | None = None
+def recipe_base(
+    recipe: Recipe, splits: FederatedSplits, progress: Callable[[int, int, float], None] | None = None
 ) -> Path:
-    """The pretrained base for (data seed, steps): reused from ``cache`` when a run already made it."""
-    from secure_mor.models.pretrain import MANIFEST, BaseConfig, BasePretrainer, PretrainConfig
+    """The recipe's pretrained base, reused from ``recipe.base.cache`` when a run already made it."""
+    from secure_mor.models.pretrain import BaseConfig, PretrainConfig, cached_base
 
-    settings = BaseConfig(data=DataConfig(seed=seed), pretrain=PretrainConfig(steps=steps, seed=seed))
-    key = hashlib.sha256(json.dumps(asdict(settings), default=str, sort_keys=True).encode()).hexdigest()
-    folder = cache.expanduser() / key[:16]
-    if not (folder / MANIFEST).exists():
-        BasePretrainer(settings).run(folder, progress=progress)
-    return folder
-
-
-def train_reward_models(
-    fed: Path,
-    clients: Sequence[ClientSpec],
-    *,
-    base: Path,
-    data_seed: int,
-    seed: int,
-    epsilon: float,
-    pairs: int,
-    epochs: int,
-    public_pairs: int,
-    public_cache: Path,
-    progress: Callable[[str, int, int, float], None] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Train each client's reward model in its kit (``fed/clients/<name>``), as its own config says.
-
-    ``data_seed`` picks the data split (the shard), ``seed`` the model's initialisation, pair order and
-    DP noise. Writes the sizes into each client's ``client.toml`` first, so the kit records what was run; each
-    training appends to that client's signed privacy ledger. Returns a summary per client.
-    """
-    from secure_mor.client.config import load_client_config
-    from secure_mor.client.run import train_from_config
-
-    summary: dict[str, dict[str, Any]] = {}
-    for spec in clients:
-        path = fed / "clients" / spec.name / "client.toml"
-        model: dict[str, Any] = {"architecture": spec.architecture, "limit": pairs, "seed": seed}
-        if spec.architecture == "lora-vlm":
-            model["base_model"] = str(base)
-        else:  # public pretraining (no privacy cost), cached across runs
-            model["public_pairs_per_kind"] = public_pairs
-            model["public_cache"] = str(public_cache)
-        update_toml(path, {
-            "data": {"seed": data_seed},
-            "reward_model": model,
-            "training": {"epochs": epochs},
-            "privacy": {"epsilon": epsilon},
-        })  # fmt: skip
-
-        def report(step: int, total: int, loss: float, name: str = spec.name) -> None:
-            if progress is not None:
-                progress(name, step, total, loss)
-
-        result, _ = train_from_config(load_client_config(path), progress=report)
-        summary[spec.name] = {
-            "architecture": spec.architecture,
-            "heldout_accuracy": result.accuracy,
-            "epsilon": result.epsilon,
-            "seconds": result.seconds,
-            "pairs": result.dataset_size,
-        }
-    return summary
+    base = recipe.base
+    settings = BaseConfig(
+        data=recipe.data, pretrain=PretrainConfig(preset=base.preset, steps=base.steps, seed=recipe.data.seed)
+    )
+    return cached_base(settings, base.cache, splits.foundation, progress)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

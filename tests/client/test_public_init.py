@@ -21,7 +21,7 @@ from secure_mor.client.ledger import DP_RUN, PrivacyLedger
 from secure_mor.client.public_init import PublicRecipe, public_pairs, public_state
 from secure_mor.client.training import train_reward_model
 from secure_mor.crypto.signing import SigningKey
-from secure_mor.data import DataConfig, FederatedSplits
+from secure_mor.data import FederatedSplits
 from secure_mor.data.preferences import answers_by_kind
 
 TINY = RewardModelConfig(
@@ -59,8 +59,8 @@ def test_public_state_is_cached_by_recipe(
     easy_splits: FederatedSplits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = dataclasses.replace(TINY, public_cache=tmp_path)
-    state, key = public_state(config, DataConfig(), easy_splits)
-    assert key == PublicRecipe.of(config, DataConfig()).key
+    state, key = public_state(config, easy_splits)
+    assert key == PublicRecipe.of(config, easy_splits).key
     assert (tmp_path / key / public_init.WEIGHTS).is_file()
     assert set(state) == set(CompactRewardModel(32, 8).state_dict())
 
@@ -68,12 +68,12 @@ def test_public_state_is_cached_by_recipe(
         raise AssertionError("the cached weights should have been reused")
 
     monkeypatch.setattr(public_init, "pretrain_compact", no_training)
-    again, same = public_state(config, DataConfig(), easy_splits)
+    again, same = public_state(config, easy_splits)
     assert same == key
     for name, tensor in state.items():
         torch.testing.assert_close(again[name], tensor)
     other = dataclasses.replace(config, public_epochs=2)
-    assert PublicRecipe.of(other, DataConfig()).key != key  # another recipe, another cache entry
+    assert PublicRecipe.of(other, easy_splits).key != key  # another recipe, another cache entry
 
 
 def test_dp_run_from_the_public_start_keeps_the_encoders_frozen(pairs, tmp_path: Path) -> None:

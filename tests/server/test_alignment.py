@@ -60,10 +60,9 @@ def test_a_server_run_calibrates_trains_logs_evaluates_and_resumes(
             config.run,
             base_model=tmp_path / "base",
             run_dir=tmp_path / "run",
-            calibration_items=24,
-            eval_limit=16,
         ),
-        router=dataclasses.replace(config.router, clusters=2, epochs=20),
+        router=dataclasses.replace(config.router, clusters=2, epochs=20, calibration_items=24),
+        eval=dataclasses.replace(config.eval, limit=16),
         grpo=dataclasses.replace(config.grpo, steps=2, prompts_per_step=2, group_size=4, save_steps=1),
     )
     agents = []

@@ -13,8 +13,9 @@ from secure_mor.data import FederatedSplits
 from secure_mor.errors import ConfigError
 from secure_mor.models.factory import build_tiny_vlm, save_vlm
 from secure_mor.models.presets import PRESETS
-from secure_mor.server.grpo import GrpoSettings, build_grpo_trainer, grpo_prompts
+from secure_mor.server.grpo import build_grpo_trainer, grpo_prompts
 from secure_mor.server.rewards import GoldReward, completion_text
+from secure_mor.server.settings import GrpoSettings
 
 
 def test_grpo_rewards_reach_trl_and_the_lora_policy_moves(

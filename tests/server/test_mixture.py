@@ -31,8 +31,9 @@ from secure_mor.crypto.signed_log import read_log
 from secure_mor.data import FederatedSplits
 from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
 from secure_mor.server.fusion import SecureFusion, fetch_public_context
-from secure_mor.server.mixture import MixtureOfRewards, SecurePathSettings, StepIds, StepRecord
+from secure_mor.server.mixture import FederatedScorer, MixtureOfRewards, StepIds, StepRecord
 from secure_mor.server.routing import UniformRouting
+from secure_mor.server.settings import SecurePathSettings
 
 from ..crypto.conftest import kit_tls, stub_for
 
@@ -131,14 +132,16 @@ def test_mor_reward_is_the_router_weighted_mix_and_skips_below_k_min(
     assert server.service.wait_for(2, timeout=30) == ("client:color", "client:shape")
     records: list[StepRecord] = []
     mor = MixtureOfRewards(
-        clients=CLIENTS,
         routing=UniformRouting(),
         features=lambda images, questions: np.zeros((len(questions), 4)),
-        federation=server.service,
-        fusion=SecureFusion(server_public(kit, keyholder.port), stub_for(kit, "server", keyholder.port)),
-        step_ids=StepIds(tmp_path / "step_counter", "mor-test"),
-        settings=SecurePathSettings(deadline_seconds=30, retries=1),
-        on_step=records.append,
+        scorer=FederatedScorer(
+            clients=CLIENTS,
+            federation=server.service,
+            fusion=SecureFusion(server_public(kit, keyholder.port), stub_for(kit, "server", keyholder.port)),
+            step_ids=StepIds(tmp_path / "step_counter", "mor-test"),
+            settings=SecurePathSettings(deadline_seconds=30, retries=1),
+            on_step=records.append,
+        ),
     )
     prompts = easy_splits.prompts.select(range(2))
     group = 4

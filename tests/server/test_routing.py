@@ -13,12 +13,12 @@ from hypothesis.extra.numpy import arrays
 from secure_mor.server.errors import RoutingError
 from secure_mor.server.routing import (
     LearnedRouting,
-    RouterConfig,
     SingleRouting,
     UniformRouting,
     cap_weights,
     renormalise,
 )
+from secure_mor.server.settings import RouterConfig
 
 CLIENTS = ("color", "shape", "yesno")
 

@@ -1,0 +1,126 @@
+"""``Recipe``: the tables ``simulate`` and ``experiment`` share, composed from each concern's own settings.
+
+A recipe file holds ``[data]`` (the same table as ``base pretrain`` and every role: source, columns,
+fractions, clients, seed), ``[base]``, ``[[clients]]``, ``[reward_models]``, ``[router]``, ``[grpo]``
+and ``[eval]``; each is the one settings object of its concern (``secure_mor.data.config``,
+``secure_mor.server.settings``, below), never a re-declared copy. A table the command does not read is
+refused by name, so nothing in the file is silently ignored. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from secure_mor.config import help_field, nested, require
+from secure_mor.crypto.kit import CLIENT_NAME
+from secure_mor.data.config import DataConfig
+from secure_mor.server.settings import EvalSettings, GrpoSettings, RouterConfig
+
+Architecture = Literal["compact", "lora-vlm"]
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """One simulated data owner: its name, its data shard and its reward model's architecture."""
+
+    name: str = help_field("color", "Client name (its certificate is client:<name>).")
+    architecture: Architecture = help_field("compact", "Its reward model: 'compact' or 'lora-vlm'.")
+    shard: str = help_field(
+        "",
+        "Its shard of the data split (by-kind: a kind of the data; dirichlet: client-<i> or a name from "
+        "data.clients.names); empty = the client's name.",
+    )
+
+    def __post_init__(self) -> None:
+        require(
+            bool(CLIENT_NAME.match(self.name)),
+            "name",
+            f"expected 1–32 characters of a-z, 0-9, '-' or '_' (a certificate name), found {self.name!r}",
+        )
+
+    @property
+    def data_shard(self) -> str:
+        """The shard this client trains on."""
+        return self.shard or self.name
+
+
+DEFAULT_CLIENTS = (
+    ClientSpec("color", "compact"),
+    ClientSpec("shape", "lora-vlm"),
+    ClientSpec("yesno", "compact"),
+)
+"""One client per easy-VQA question kind, with different reward-model architectures."""
+
+
+@dataclass(frozen=True)
+class BaseSettings:
+    """The shared base VLM (the ``[base]`` table): pretrained on the foundation split, cached."""
+
+    steps: int = help_field(1500, "Pretraining steps of the tiny base VLM.")
+    preset: str = help_field("tiny", "Model size preset (secure_mor.models.presets).")
+    cache: Path = help_field(
+        Path("~/.cache/secure-mor/base"),
+        "Where pretrained bases are kept, keyed by their recipe and a fingerprint of the foundation data.",
+    )
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 1, "steps", f"expected an integer ≥ 1, found {self.steps}")
+
+
+@dataclass(frozen=True)
+class RewardModelSettings:
+    """Sizes of every client's reward-model training (the ``[reward_models]`` table)."""
+
+    pairs: int = help_field(0, "Preference pairs per client (0 = its whole shard).")
+    epochs: int = help_field(20, "DP-SGD epochs.")
+    public_pairs: int = help_field(
+        3000, "Compact models: public pairs per question kind of their public pretraining (cached)."
+    )
+    public_cache: Path = help_field(
+        Path("~/.cache/secure-mor/compact"), "Compact models: where publicly pretrained weights are kept."
+    )
+    seed: int = help_field(0, "Seed of the models' initialisation, pair order and DP noise.")
+
+    def __post_init__(self) -> None:
+        require(self.pairs >= 0, "pairs", f"expected an integer ≥ 0, found {self.pairs}")
+        require(self.epochs >= 1, "epochs", f"expected an integer ≥ 1, found {self.epochs}")
+        require(self.public_pairs >= 0, "public_pairs", f"expected an integer ≥ 0, found {self.public_pairs}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Data, base, clients, reward models, router, GRPO and evaluation of a federated alignment run."""
+
+    data: DataConfig = nested(DataConfig, "The VQA source and its seeded split (easy-VQA by default).")
+    base: BaseSettings = nested(BaseSettings, "The shared base VLM.")
+    clients: tuple[ClientSpec, ...] = help_field(
+        DEFAULT_CLIENTS, "The data owners ([[clients]]): one per easy-VQA kind by default."
+    )
+    reward_models: RewardModelSettings = nested(RewardModelSettings, "The clients' reward-model training.")
+    router: RouterConfig = nested(RouterConfig, "The MoR router.")
+    grpo: GrpoSettings = nested(GrpoSettings, "The server's GRPO.")
+    eval: EvalSettings = nested(EvalSettings, "Held-out evaluation of the base and the aligned policy.")
+
+    def __post_init__(self) -> None:
+        names = self.client_names
+        require(len(names) >= 2, "clients", f"a federation needs ≥ 2 clients (k_min = 2), found {names}")
+        require(len(set(names)) == len(names), "clients", f"client names must be unique, found {names}")
+        shards = [c.data_shard for c in self.clients]
+        require(len(set(shards)) == len(shards), "clients", f"two clients share a shard: {shards}")
+
+    @property
+    def client_names(self) -> tuple[str, ...]:
+        """The clients' names, in order."""
+        return tuple(c.name for c in self.clients)
+
+    def quick_tables(self) -> dict[str, object]:
+        """The test-size replacements ``--quick`` makes (same code path, smaller numbers)."""
+        return {
+            "base": dataclasses.replace(self.base, steps=150),
+            "reward_models": dataclasses.replace(self.reward_models, pairs=200, epochs=3),
+            "grpo": dataclasses.replace(self.grpo, steps=80, prompts_per_step=8, group_size=8),
+            "eval": dataclasses.replace(self.eval, limit=150),
+        }
