@@ -6,7 +6,9 @@ Run: ``ScoringAgent(config, model).run()``. It
    its signature against the key holder key pinned in ``trust.toml``; a context signed by anyone else,
    or altered, is refused and the agent stops — it never scores under an unverified context;
 2. opens ONE outbound mTLS stream to the server's ``Federation.Connect`` (the client accepts no inbound
-   connections), says ``Hello`` and expects a ``Roster`` whose context fingerprint matches its own;
+   connections), says ``Hello`` — announcing its privacy ledger's head, signed (read and verified again
+   for every stream; a ledger that does not verify stops the agent; no ledger yet: no announcement) —
+   and expects a ``Roster`` whose context fingerprint matches its own;
 3. answers each ``ScoringTask`` with one encrypted, signed ``ScoreReply`` (or an ``Error`` naming the
    refused rule, see ``secure_mor.client.tasks``), each ``CalibrationRequest`` with per-cluster
    accuracy, and sends a ``Heartbeat`` every ``agent.heartbeat_seconds``;
@@ -32,6 +34,7 @@ import grpc
 from secure_mor import protocol as pb
 from secure_mor.client.config import ClientConfig
 from secure_mor.client.errors import RewardModelError
+from secure_mor.client.ledger import ledger_head
 from secure_mor.client.reward_model import RewardModel
 from secure_mor.client.tasks import Refusal, answer_calibration, score_task
 from secure_mor.crypto.ckks import PublicContext
@@ -107,21 +110,25 @@ class ScoringAgent:
         """One stream to the server until it ends or ``stop``; return whether the server sent a roster."""
         assert self.public is not None
         federation, agent = self.config.federation, self.config.agent
+        hello = sp.Hello(
+            identity=federation.identity,
+            protocol_version=sp.PROTOCOL_VERSION,
+            architecture=self.model.architecture,
+            max_rollouts=agent.max_rollouts,
+            context_fingerprint=self.public.fingerprint,
+            private=self.model.private,
+        )
+        head = ledger_head(self.config.privacy.ledger, self.signer)
+        if head is None:
+            LOGGER.warning(
+                "no privacy ledger at %s: joining without announcing its head", self.config.privacy.ledger
+            )
+        else:
+            hello.ledger_head.CopyFrom(head.to_proto())
         channel = secure_channel(federation.server_address, federation.tls, agent.max_message_bytes)
         outgoing: queue.Queue[sp.ClientMessage | None] = queue.Queue()
         done = threading.Event()
-        outgoing.put(
-            sp.ClientMessage(
-                hello=sp.Hello(
-                    identity=federation.identity,
-                    protocol_version=sp.PROTOCOL_VERSION,
-                    architecture=self.model.architecture,
-                    max_rollouts=agent.max_rollouts,
-                    context_fingerprint=self.public.fingerprint,
-                    private=self.model.private,
-                )
-            )
-        )
+        outgoing.put(sp.ClientMessage(hello=hello))
 
         def requests() -> Iterator[sp.ClientMessage]:
             while (item := outgoing.get()) is not None:

@@ -29,6 +29,10 @@ and the scoring agent refuses to use it (unless ``agent.allow_non_private``); it
 
 Budget: the spent ε is the SUM of the recorded ε (basic composition of (ε_i, δ_i)-DP runs on the same
 data gives (Σε_i, Σδ_i)-DP; conservative). A run with Σ + requested > budget is refused before training.
+
+Head: the scoring agent announces the ledger's last entry (seq and line hash, signed: ``ledger_head``)
+in its Hello; the server keeps the announcement, so an audit can later catch a ledger cut back or
+rewritten below it (a hash chain alone cannot: a truncated chain still verifies).
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ from typing import Any
 import opacus
 from opacus.accountants import PRVAccountant
 
+from secure_mor.anchors import LedgerHead
 from secure_mor.client.errors import BudgetExceededError
-from secure_mor.crypto.signed_log import LogEntry, SignedLog
+from secure_mor.crypto.signed_log import LogEntry, SignedLog, read_log
 from secure_mor.crypto.signing import SigningKey, VerifyKey
 
 DP_RUN = "dp_training_run"
@@ -114,6 +119,20 @@ def recompute_epsilon(payload: Mapping[str, Any]) -> float:
     return prv_epsilon(events, float(payload["delta"]))
 
 
+def ledger_head(path: Path, signer: SigningKey) -> LedgerHead | None:
+    """The signed head of the ledger at ``path`` (its last entry), or ``None`` when it has no entry yet.
+
+    The whole ledger is verified first (``LogIntegrityError`` naming the file and line if it does not):
+    a client never vouches for a ledger it cannot verify itself.
+    """
+    if not path.exists():
+        return None
+    entries = read_log(path, {signer.identity: signer.public})
+    if not entries:
+        return None
+    return LedgerHead.sign(signer, entries[-1].seq, entries[-1].line_hash)
+
+
 class PrivacyLedger:
     """The client's ledger at ``path``, signed by ``signer``; verified on open (never appended if broken)."""
 
@@ -161,4 +180,4 @@ class PrivacyLedger:
         self._log.close()
 
 
-__all__ = ["DpEvent", "DpRun", "PrivacyLedger", "prv_epsilon", "recompute_epsilon"]
+__all__ = ["DpEvent", "DpRun", "PrivacyLedger", "ledger_head", "prv_epsilon", "recompute_epsilon"]

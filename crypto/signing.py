@@ -26,6 +26,7 @@ from secure_mor.crypto.errors import CryptoError, SignatureError
 CONTRIBUTION_DOMAIN = b"secure-mor/contribution/v1\n"
 PUBLIC_CONTEXT_DOMAIN = b"secure-mor/public-context/v1\n"
 LOG_ENTRY_DOMAIN = b"secure-mor/signed-log/v1\n"
+LEDGER_HEAD_DOMAIN = b"secure-mor/ledger-head/v1\n"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -44,6 +45,14 @@ def contribution_message(step_id: str, ciphertext_digest: bytes) -> bytes:
     """Return what a client signs for a step: domain tag, length-prefixed step id, ciphertext digest."""
     step = step_id.encode("utf-8")
     return CONTRIBUTION_DOMAIN + len(step).to_bytes(4, "big") + step + ciphertext_digest
+
+
+def ledger_head_message(identity: str, seq: int, entry_hash: str) -> bytes:
+    """Return what a client signs to announce its privacy ledger's head (last entry's seq and hash).
+
+    The identity is inside the signed bytes, so one client's announcement never verifies as another's.
+    """
+    return LEDGER_HEAD_DOMAIN + canonical_json({"entry_hash": entry_hash, "identity": identity, "seq": seq})
 
 
 @dataclass(frozen=True)

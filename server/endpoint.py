@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from secure_mor import protocol as pb
+from secure_mor.anchors import ClientJoined
 from secure_mor.crypto.ckks import PublicContext
 from secure_mor.crypto.kit import KEYHOLDER_IDENTITY, load_trust
 from secure_mor.crypto.transport import secure_channel
@@ -28,8 +30,11 @@ class Endpoint:
         return self.running.service
 
 
-def open_endpoint(config: ServerConfig) -> Endpoint:
-    """Verify the key holder's public context against its pinned key, then serve the Federation endpoint."""
+def open_endpoint(config: ServerConfig, on_join: Callable[[ClientJoined], None] | None = None) -> Endpoint:
+    """Verify the key holder's public context against its pinned key, then serve the Federation endpoint.
+
+    ``on_join`` is called with each accepted Hello before the client joins (the run's anchors log).
+    """
     federation = config.federation
     pinned = load_trust(federation.trust)
     if KEYHOLDER_IDENTITY not in pinned:
@@ -43,6 +48,7 @@ def open_endpoint(config: ServerConfig) -> Endpoint:
         public=public,
         pinned=pinned,
         heartbeat_seconds=config.service.heartbeat_seconds,
+        on_join=on_join,
     )
     running = serve_federation(
         service,

@@ -7,6 +7,11 @@ requests, heartbeats). ``score`` sends one task to every online client and waits
 the deadline passed; every answer is verified before it counts — step id, ciphertext under the key
 holder's context and of the right length, the contributor's identity and its Ed25519 signature over
 (step id, digest of its own ciphertext). The server never sees a plaintext score.
+
+A Hello may announce the client's privacy-ledger head (``Hello.ledger_head``): it must be well formed and
+signed by the client's pinned key, or the Hello is refused. Each accepted Hello is passed to ``on_join``
+(the run's anchors log records it, for the audit) before the client joins the roster; when that record
+cannot be written the stream is refused with UNAVAILABLE and the roster stays as it was.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures as _futures
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -24,6 +29,7 @@ from typing import Any
 
 import grpc
 
+from secure_mor.anchors import ClientJoined, LedgerHead
 from secure_mor.crypto.ckks import PublicContext
 from secure_mor.crypto.errors import CryptoError
 from secure_mor.crypto.kit import TlsFiles
@@ -31,7 +37,7 @@ from secure_mor.crypto.signing import VerifyKey, contribution_message
 from secure_mor.crypto.transport import message_options, peer_identity, server_credentials
 from secure_mor.crypto.wire import vector_from_proto
 from secure_mor.protocol import scoring as sp
-from secure_mor.protocol.parsing import Unparsable, excerpt
+from secure_mor.protocol.parsing import Unparsable, bounded, excerpt
 from secure_mor.server.errors import ServerError
 from secure_mor.server.fusion import EncryptedScores
 
@@ -81,6 +87,11 @@ def _violation(message: sp.ClientMessage | Unparsable) -> tuple[grpc.StatusCode,
     return None
 
 
+def _announced_head(hello: sp.Hello) -> LedgerHead | None:
+    """The ledger head a Hello announces (``None``: none); ``ValueError`` when it is malformed."""
+    return LedgerHead.from_proto(hello.ledger_head) if hello.HasField("ledger_head") else None
+
+
 class FederationService(sp.FederationServicer):
     """Roster, task fan-out and answer verification for one run."""
 
@@ -92,9 +103,10 @@ class FederationService(sp.FederationServicer):
         public: PublicContext,
         pinned: Mapping[str, VerifyKey],
         heartbeat_seconds: float = 5.0,
+        on_join: Callable[[ClientJoined], None] | None = None,
     ) -> None:
         self.run_id, self.allowed, self.public, self.pinned = run_id, frozenset(allowed), public, pinned
-        self.heartbeat_seconds = heartbeat_seconds
+        self.heartbeat_seconds, self.on_join = heartbeat_seconds, on_join
         self._lock = threading.Lock()
         self._connections: dict[str, _Connection] = {}
         self._joined = threading.Condition(self._lock)
@@ -120,6 +132,12 @@ class FederationService(sp.FederationServicer):
             context.abort(code, problem)
         assert isinstance(first, sp.ClientMessage)
         assert identity is not None
+        if self.on_join is not None:
+            try:
+                self.on_join(ClientJoined(identity, _announced_head(first.hello)))
+            except ServerError as error:
+                LOGGER.error("refused %r: %s", identity, error)
+                context.abort(grpc.StatusCode.UNAVAILABLE, bounded(str(error)))
         connection = self._register(identity, first.hello)
         # gRPC stops resuming this generator when the RPC dies between two messages (a cancel, a message
         # above the size cap): the ``finally`` below would then wait for garbage collection and the client
@@ -162,6 +180,17 @@ class FederationService(sp.FederationServicer):
             )
         if hello.context_fingerprint != self.public.fingerprint:
             return failed, "the client encrypts under another public context than the server fuses under"
+        try:
+            head = _announced_head(hello)
+        except ValueError as error:
+            return grpc.StatusCode.INVALID_ARGUMENT, f"Hello.ledger_head.{error}"
+        if head is not None:
+            key = self.pinned.get(hello.identity)
+            if key is None or not head.verifies(key):
+                return grpc.StatusCode.PERMISSION_DENIED, (
+                    f"Hello.ledger_head: the signature over (seq {head.seq}, hash {head.entry_hash[:16]}…) "
+                    f"does not verify against the pinned key of {hello.identity!r}"
+                )
         return grpc.StatusCode.OK, ""
 
     def _register(self, identity: str, hello: sp.Hello) -> _Connection:

@@ -91,6 +91,8 @@ class StepRecord:
     fusion_seconds: float
     decryption_seconds: float
     skipped: str = ""
+    keyholder_seq: int | None = None  # the key holder's receipt: seq of its decryption-log entry …
+    keyholder_entry_hash: str = ""  # … and that entry's hash (None and "" when nothing was decrypted)
 
     @property
     def secure_seconds(self) -> float:
@@ -252,6 +254,8 @@ class FederatedScorer:
             transport_seconds=waited - scoring - encryption,
             fusion_seconds=fused.fuse_seconds,
             decryption_seconds=fused.decrypt_seconds,
+            keyholder_seq=fused.log_seq,
+            keyholder_entry_hash=fused.log_entry_hash,
         )
         return record, [float(v) for v in fused.values]
 

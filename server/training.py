@@ -7,6 +7,10 @@ one, and the persisted step counter means no step id is ever requested twice), s
 adapters and evaluates them on held-out test questions. Per-step logs go to ``run_dir``:
 ``secure_steps.csv`` (contributors, mean weight per client, fused reward, secure-path timings) and
 ``train_log.csv`` (TRL's reward, KL, loss), both also as TensorBoard scalars in ``run_dir/tensorboard``.
+A federated run also keeps ``anchors.jsonl`` (``secure_mor.anchors``), signed with the server's key:
+each start, each client's announced ledger head, each decryption request and the key holder's receipt
+(also in ``secure_steps.csv``'s ``keyholder_seq`` and ``keyholder_entry_hash`` columns, for people;
+the signed log is what ``secure-mor audit`` checks).
 
 Faults: a run folder that cannot be written stops the run before any work with an error naming it, and
 a log row that cannot be written names its file. A resume starts from the last *complete* checkpoint
@@ -30,10 +34,14 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerCallback
 
+from secure_mor.anchors import ANCHORS_FILE, RunStarted
+from secure_mor.crypto.kit import SERVER_IDENTITY
+from secure_mor.crypto.signing import SigningKey
 from secure_mor.data import load_splits
 from secure_mor.models.evaluate import EvalResult, evaluate_held_out
 from secure_mor.models.factory import Vlm, load_vlm
 from secure_mor.models.features import prompt_features
+from secure_mor.server.anchors import RunAnchors
 from secure_mor.server.calibration import build_routing
 from secure_mor.server.config import ServerConfig
 from secure_mor.server.distributed import MainProcessReward
@@ -66,8 +74,16 @@ class _CsvLog:
     """Appends rows with fixed columns to a CSV file (header once) and their numbers to TensorBoard."""
 
     def __init__(self, path: Path, fields: list[str], board: SummaryWriter | None, prefix: str) -> None:
-        self.path, self.fields, self.board, self.prefix = path, fields, board, prefix
+        self.path, self.board, self.prefix = path, board, prefix
+        self.fields = self._header() or fields  # a file from an older version keeps its own columns
         self._count = 0
+
+    def _header(self) -> list[str] | None:
+        try:
+            with self.path.open(newline="") as file:
+                return next(csv.reader(file), None)
+        except FileNotFoundError:
+            return None
 
     def write(self, row: dict[str, Any]) -> None:
         step = int(row.get("step", self._count))
@@ -159,6 +175,7 @@ class FederatedAlignment:
     def __init__(self, config: ServerConfig, progress: StepProgress | None = None) -> None:
         self.config, self.progress = config, progress
         self.run_dir = config.run.run_dir
+        self.anchors: RunAnchors | None = None
 
     def run(self, *, resume: bool = False, scorer: Scorer | None = None) -> AlignmentResult:
         """Train (or resume) and evaluate; services started here are stopped before returning.
@@ -188,7 +205,7 @@ class FederatedAlignment:
                 reward = GoldReward()
             else:
                 if main and scorer is None:
-                    service, scorer = self._federated_scorer()
+                    service, scorer = self._federated_scorer(resume)
                 if main and scorer is not None:
                     mixture = self._mixture(reference, splits.calibration, scorer)
                 reward = MainProcessReward(mixture)
@@ -207,6 +224,9 @@ class FederatedAlignment:
         finally:
             if service is not None:
                 service.stop(2.0)
+            if self.anchors is not None:
+                self.anchors.close()
+                self.anchors = None
             if self.board is not None:
                 self.board.close()
         weights = mixture.mean_weights() if mixture is not None else {}
@@ -218,9 +238,12 @@ class FederatedAlignment:
             self.run_dir, int(trainer.state.global_step), time.monotonic() - started, evaluation, weights
         )
 
-    def _federated_scorer(self) -> tuple[RunningFederation, FederatedScorer]:
+    def _federated_scorer(self, resume: bool) -> tuple[RunningFederation, FederatedScorer]:
         config = self.config
-        endpoint = open_endpoint(config)
+        signer = SigningKey.load(SERVER_IDENTITY, config.federation.signing_key)
+        self.anchors = anchors = RunAnchors(self.run_dir / ANCHORS_FILE, signer)
+        anchors.record(RunStarted(config.run.run_id, resumed=resume))
+        endpoint = open_endpoint(config, on_join=anchors.record)
         identities, service, running = config.run.identities, endpoint.service, endpoint.running
         try:
             wait = config.service.wait_for_clients_seconds
@@ -240,7 +263,7 @@ class FederatedAlignment:
             scorer = FederatedScorer(
                 clients=identities,
                 federation=service,
-                fusion=SecureFusion(endpoint.public, endpoint.keyholder),
+                fusion=SecureFusion(endpoint.public, endpoint.keyholder, anchors=anchors),
                 step_ids=StepIds(self.run_dir / "step_counter", config.run.run_id),
                 settings=config.secure,
                 on_step=lambda record: steps.write(_flat(record)),

@@ -35,13 +35,22 @@ from secure_mor.crypto.keyholder import RunningKeyholder, start_keyholder
 from secure_mor.crypto.kit import load_trust
 from secure_mor.crypto.policy import check_request
 from secure_mor.crypto.provision import Federation, create_federation
+from secure_mor.crypto.signing import ledger_head_message
 from secure_mor.crypto.transport import secure_channel
 from secure_mor.protocol import federation_pb2, scoring_pb2
 from secure_mor.protocol import scoring as sp
 from secure_mor.protocol.parsing import MAX_DETAILS, bounded
 from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
 
-from .crypto.conftest import CLIENTS, fetch_public, keyholder_config, kit_tls, make_request, uniform
+from .crypto.conftest import (
+    CLIENTS,
+    client_key,
+    fetch_public,
+    keyholder_config,
+    kit_tls,
+    make_request,
+    uniform,
+)
 
 KEYHOLDER = "/secure_mor.v1.KeyHolder/"
 CONNECT = "/secure_mor.v1.Federation/Connect"
@@ -486,8 +495,47 @@ def hello(identity: str = "client:alice", **fields: Any) -> sp.ClientMessage:
         "context_fingerprint": b"",
         "private": True,
     }
-    values.update(fields)
+    values.update({name: value for name, value in fields.items() if value is not None})
     return sp.ClientMessage(hello=sp.Hello(**values))
+
+
+HASH_CHARS = "0123456789abcdef"
+
+
+def ledger_heads(federation: Federation) -> st.SearchStrategy[sp.LedgerHead | None]:
+    """No announcement, alice's own signed head, or a head broken in its seq, hash or signature."""
+    alice = client_key(federation, "alice")
+
+    def signed(seq: int, entry_hash: str) -> sp.LedgerHead:
+        signature = alice.sign(ledger_head_message("client:alice", seq, entry_hash))
+        return sp.LedgerHead(seq=seq, entry_hash=entry_hash, signature=signature)
+
+    hashes = st.text(HASH_CHARS, min_size=64, max_size=64)
+    seqs = st.integers(0, 2**63 - 1)
+    return st.one_of(
+        st.none(),
+        st.builds(signed, seqs, hashes),
+        st.builds(
+            sp.LedgerHead,
+            seq=st.integers(0, 2**64 - 1),
+            entry_hash=hashes | st.text(max_size=80),
+            signature=st.binary(min_size=64, max_size=64) | st.binary(max_size=80),
+        ),
+    )
+
+
+def expected_head_refusal(deployment: Deployment, head: sp.LedgerHead) -> tuple[grpc.StatusCode, str]:
+    """The status a Hello from alice with ``head`` must get (OK: the head is well formed and hers)."""
+    if len(head.signature) != 64:
+        return grpc.StatusCode.INVALID_ARGUMENT, "Hello.ledger_head.signature: expected 64 bytes"
+    if head.seq > 2**63 - 1:
+        return grpc.StatusCode.INVALID_ARGUMENT, "Hello.ledger_head.seq: expected an integer in [0, 2^63)"
+    if len(head.entry_hash) != 64 or any(c not in HASH_CHARS for c in head.entry_hash):
+        return grpc.StatusCode.INVALID_ARGUMENT, "Hello.ledger_head.entry_hash: expected 64 lowercase hex"
+    alice = load_trust(deployment.federation.root / "server" / "trust.toml")["client:alice"]
+    if not alice.verify(head.signature, ledger_head_message("client:alice", head.seq, head.entry_hash)):
+        return grpc.StatusCode.PERMISSION_DENIED, "Hello.ledger_head: the signature over (seq"
+    return grpc.StatusCode.OK, ""
 
 
 def expected_hello_refusal(deployment: Deployment, data: bytes) -> tuple[grpc.StatusCode, str]:
@@ -504,6 +552,8 @@ def expected_hello_refusal(deployment: Deployment, data: bytes) -> tuple[grpc.St
         return grpc.StatusCode.FAILED_PRECONDITION, f"protocol_version {message.hello.protocol_version}"
     if message.hello.context_fingerprint != deployment.public.fingerprint:
         return grpc.StatusCode.FAILED_PRECONDITION, "the client encrypts under another public context"
+    if message.hello.HasField("ledger_head"):
+        return expected_head_refusal(deployment, message.hello.ledger_head)
     return grpc.StatusCode.OK, ""
 
 
@@ -573,6 +623,27 @@ def test_a_stream_must_open_with_a_valid_hello_and_a_refusal_changes_no_roster(
         code, details, received = stream.outcome()
         assert (code, received) == (wanted, []), details
         assert fragment in details
+        assert len(details) <= MAX_DETAILS
+    wait_online(deployment, ("client:bob",))
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_hello_announcing_a_malformed_or_unsigned_ledger_head_is_refused_and_changes_no_roster(
+    deployment: Deployment, bystander: Stream, data: st.DataObject
+) -> None:
+    head = data.draw(ledger_heads(deployment.federation))
+    message = hello(context_fingerprint=deployment.public.fingerprint, ledger_head=head).SerializeToString()
+    wanted, fragment = expected_hello_refusal(deployment, message)
+    stream = Stream(deployment, [message])
+    if wanted == grpc.StatusCode.OK:
+        assert sp.ServerMessage.FromString(stream.first()).WhichOneof("body") == "roster"
+        stream.close()
+        assert stream.outcome()[0] == grpc.StatusCode.OK
+    else:
+        code, details, received = stream.outcome()
+        assert (code, received) == (wanted, []), details
+        assert details.startswith(fragment), details
         assert len(details) <= MAX_DETAILS
     wait_online(deployment, ("client:bob",))
 

@@ -1,4 +1,8 @@
-"""``secure-mor audit``: check offline what each data owner spent and that only fusions were decrypted."""
+"""``secure-mor audit``: offline checks of privacy spent, decryptions made and logs kept whole.
+
+What each data owner spent, that only fusions were decrypted, and — against the server runs' anchors —
+that no party's log was cut short.
+"""
 
 from secure_mor.audit.auditor import Auditor, load_budgets
 from secure_mor.audit.findings import AuditReport, ClientPrivacy, DecryptionSummary, Finding, Status

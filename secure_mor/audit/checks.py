@@ -51,14 +51,25 @@ def single_author(path: str, entries: Sequence[LogEntry], expected: str) -> list
 
 
 def ledger(
-    path: str, owner: str, entries: Sequence[LogEntry], budget_override: float | None
+    path: str,
+    owner: str,
+    entries: Sequence[LogEntry],
+    budget_override: float | None,
+    announced_seq: int | None = None,
 ) -> tuple[ClientPrivacy, list[Finding]]:
-    """Recompute ε per DP run, compare with the claims and with the budget; summarise the client."""
+    """Recompute ε per DP run, compare with the claims and with the budget; summarise the client.
+
+    ``announced_seq``: the seq of the client's last ledger-head announcement a server run recorded (and
+    the audit found in this ledger); the summary then also says the ε spent as of that announcement.
+    """
     findings: list[Finding] = []
     claimed = prv_total = rdp_total = delta_total = 0.0
+    at_announcement: float | None = None
     runs = non_private = 0
     budget = budget_override
     for entry in entries:
+        if announced_seq is not None and entry.seq == announced_seq + 1:
+            at_announcement = max(claimed, prv_total)  # the runs up to and including the announced head
         payload = entry.payload
         if entry.kind == "non_private_run":
             non_private += 1
@@ -104,8 +115,20 @@ def ledger(
             )
         if budget_override is None and isinstance(payload.get("epsilon_budget"), int | float):
             budget = float(payload["epsilon_budget"])
+    if announced_seq is not None and announced_seq == len(entries) - 1:
+        at_announcement = max(claimed, prv_total)
     summary = ClientPrivacy(
-        owner, path, runs, non_private, claimed, prv_total, rdp_total, delta_total, budget
+        owner,
+        path,
+        runs,
+        non_private,
+        claimed,
+        prv_total,
+        rdp_total,
+        delta_total,
+        budget,
+        announced_seq if at_announcement is not None else None,
+        at_announcement,
     )
     findings.append(_budget(summary))
     return summary, findings

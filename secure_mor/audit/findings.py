@@ -55,6 +55,10 @@ class ClientPrivacy:
     epsilon_rdp: float
     delta: float
     budget: float | None
+    announced_seq: int | None = None
+    """The ledger seq of the client's last head announcement recorded by a server run (anchors), if any."""
+    epsilon_announced: float | None = None
+    """ε spent (claimed or recomputed, the larger) by the DP runs up to and including ``announced_seq``."""
 
     @property
     def epsilon_spent(self) -> float:
@@ -65,6 +69,12 @@ class ClientPrivacy:
     def remaining(self) -> float | None:
         """Budget left, or None when no budget is known."""
         return None if self.budget is None else self.budget - self.epsilon_spent
+
+    def announced_text(self) -> str:
+        """ε at the last announcement and its seq, for tables (``–`` when no run recorded one)."""
+        if self.epsilon_announced is None:
+            return "–"
+        return f"{self.epsilon_announced:.4g} (seq {self.announced_seq})"
 
     def to_json(self) -> dict[str, Any]:
         """The summary as a JSON object (ε rounded to 6 decimals)."""
@@ -79,6 +89,8 @@ class ClientPrivacy:
             "delta": self.delta,
             "budget": self.budget,
             "remaining": None if self.remaining is None else round(self.remaining, 6),
+            "announced_seq": self.announced_seq,
+            "epsilon_announced": None if self.epsilon_announced is None else round(self.epsilon_announced, 6),
         }
 
 
@@ -151,15 +163,16 @@ class AuditReport:
             "",
             "## Privacy budget per data owner",
             "",
-            "| client | DP runs | ε claimed | ε recomputed (PRV) | ε (RDP) | δ | budget | remaining |",
-            "|---|---|---|---|---|---|---|---|",
+            "| client | DP runs | ε claimed | ε recomputed (PRV) | ε (RDP) | δ | budget | remaining "
+            "| ε at last announcement |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in self.clients:
             budget = "–" if c.budget is None else f"{c.budget:.3g}"
             remaining = "–" if c.remaining is None else f"{c.remaining:.3g}"
             lines.append(
                 f"| {c.identity} | {c.dp_runs} | {c.epsilon_claimed:.4g} | {c.epsilon_prv:.4g} | "
-                f"{c.epsilon_rdp:.4g} | {c.delta:.2g} | {budget} | {remaining} |"
+                f"{c.epsilon_rdp:.4g} | {c.delta:.2g} | {budget} | {remaining} | {c.announced_text()} |"
             )
         lines += [
             "",

@@ -4,7 +4,9 @@ A path may be a run or kit folder (searched recursively) or a log file. Signing 
 each ``trust.toml`` (``[signing_keys]``) and each party's ``signing/ed25519.pub`` next to a config whose
 ``[federation] identity`` names it. Every source must agree on every identity's key; a disagreement is
 itself a finding (someone swapped a key). A ``.jsonl`` file whose first line is a signed-log entry is a
-log; its first entry's ``kind`` says whether it is a privacy ledger or a decryption log.
+log; its first entry's ``kind`` says whether it is a privacy ledger, a decryption log or a server run's
+anchors log (``secure_mor.anchors``). A folder with a ``secure_steps.csv`` is a server run folder; one
+without ``anchors.jsonl`` beside it was written before anchors existed, and is noted as such.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from secure_mor.anchors import ANCHORS_FILE
+from secure_mor.anchors import KINDS as ANCHOR_KINDS
 from secure_mor.audit.findings import Finding, Status
 from secure_mor.crypto.errors import CryptoError
 from secure_mor.crypto.signing import VerifyKey
@@ -24,6 +28,8 @@ from secure_mor.errors import SecureMorError
 LEDGER_KINDS = frozenset({"dp_training_run", "non_private_run"})
 DECRYPTION_KINDS = frozenset({"decryption"})
 LOG_FIELDS = frozenset({"seq", "prev", "author", "time", "kind", "payload", "sig"})
+STEPS_FILE = "secure_steps.csv"
+"""A server run folder's per-step table: its presence marks a run folder."""
 
 
 class AuditInputError(SecureMorError):
@@ -35,7 +41,7 @@ class FoundLog:
     """A signed log found under the paths, with what it is and, for a ledger, whose kit it sits in."""
 
     path: Path
-    role: str  # "privacy_ledger" | "decryption_log" | "unknown"
+    role: str  # "privacy_ledger" | "decryption_log" | "server_anchors" | "unknown"
     owner: str | None
 
 
@@ -48,6 +54,10 @@ class AuditInputs:
     key_findings: tuple[Finding, ...]
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     ckks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    kits: Mapping[str, Path] = field(default_factory=dict)
+    """Identity → the folder of its kit, for every party whose kit is among the inputs."""
+    runs_without_anchors: tuple[Path, ...] = ()
+    """Server run folders (a ``secure_steps.csv``) with no ``anchors.jsonl``: made before anchors existed."""
 
 
 def gather(paths: Iterable[Path]) -> AuditInputs:
@@ -75,7 +85,21 @@ def gather(paths: Iterable[Path]) -> AuditInputs:
             policies[str(config)] = table["policy"]
         if isinstance(table.get("ckks"), dict):
             ckks[str(config)] = table["ckks"]
-    return AuditInputs(logs=logs, keys=keys, key_findings=key_findings, policies=policies, ckks=ckks)
+    old_runs = tuple(
+        steps.parent
+        for p in paths
+        for steps in _files(p, STEPS_FILE)
+        if not (steps.parent / ANCHORS_FILE).exists()
+    )
+    return AuditInputs(
+        logs=logs,
+        keys=keys,
+        key_findings=key_findings,
+        policies=policies,
+        ckks=ckks,
+        kits={identity: folder for folder, identity in identities.items()},
+        runs_without_anchors=old_runs,
+    )
 
 
 def _files(path: Path, pattern: str) -> list[Path]:
@@ -168,6 +192,8 @@ def _classify(path: Path, identities: Mapping[Path, str]) -> FoundLog:
         if kind in LEDGER_KINDS
         else "decryption_log"
         if kind in DECRYPTION_KINDS
+        else "server_anchors"
+        if kind in ANCHOR_KINDS
         else "unknown"
     )
     owner = next((identities[folder] for folder in path.parents if folder in identities), None)

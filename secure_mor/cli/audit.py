@@ -38,6 +38,10 @@ def audit_command(
 ) -> int:
     """Verify signed logs, recompute ε per client, check budgets and every decryption against the policy.
 
+    Pass the server's run folder too: its anchors show whether the key holder's log and the clients'
+    ledgers are whole (a cut-back log still verifies on its own); "ε announced" is the ε a client had
+    spent when it last announced its ledger's head to the server.
+
     Exit status: 0 when every check passes, 1 on any violation, 2 when the input is unusable.
     """
     from secure_mor.audit import Auditor, load_budgets  # opacus: load only when run
@@ -65,7 +69,8 @@ def audit_command(
 
 def _clients(report: AuditReport) -> Table:
     table = Table(title="privacy budget per data owner")
-    for column in ("client", "DP runs", "ε claimed", "ε PRV", "ε RDP", "δ", "budget", "remaining"):
+    columns = ("client", "DP runs", "ε claimed", "ε PRV", "ε RDP", "δ", "budget", "remaining", "ε announced")
+    for column in columns:
         table.add_column(
             column, justify="left" if column == "client" else "right", no_wrap=column == "client"
         )
@@ -79,6 +84,7 @@ def _clients(report: AuditReport) -> Table:
             f"{c.delta:.2g}",
             "–" if c.budget is None else f"{c.budget:.4g}",
             "–" if c.remaining is None else f"{c.remaining:.4g}",
+            c.announced_text(),
         )
     return table
 

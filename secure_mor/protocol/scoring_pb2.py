@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from secure_mor.protocol import federation_pb2 as secure__mor_dot_protocol_dot_federation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!secure_mor/protocol/scoring.proto\x12\rsecure_mor.v1\x1a$secure_mor/protocol/federation.proto\"\xf8\x01\n\rClientMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.secure_mor.v1.HelloH\x00\x12*\n\x05score\x18\x02 \x01(\x0b\x32\x19.secure_mor.v1.ScoreReplyH\x00\x12\x36\n\x0b\x63\x61libration\x18\x03 \x01(\x0b\x32\x1f.secure_mor.v1.CalibrationReplyH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.secure_mor.v1.HeartbeatH\x00\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.secure_mor.v1.ErrorH\x00\x42\x06\n\x04\x62ody\"\xfc\x01\n\rServerMessage\x12\'\n\x06roster\x18\x01 \x01(\x0b\x32\x15.secure_mor.v1.RosterH\x00\x12*\n\x04task\x18\x02 \x01(\x0b\x32\x1a.secure_mor.v1.ScoringTaskH\x00\x12\x38\n\x0b\x63\x61libration\x18\x03 \x01(\x0b\x32!.secure_mor.v1.CalibrationRequestH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.secure_mor.v1.HeartbeatH\x00\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.secure_mor.v1.ErrorH\x00\x42\x06\n\x04\x62ody\"\x8d\x01\n\x05Hello\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x14\n\x0cmax_rollouts\x18\x04 \x01(\r\x12\x1b\n\x13\x63ontext_fingerprint\x18\x05 \x01(\x0c\x12\x0f\n\x07private\x18\x06 \x01(\x08\"a\n\x06Roster\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63lients\x18\x02 \x03(\t\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x63ontext_fingerprint\x18\x04 \x01(\x0c\"`\n\x07Rollout\x12\x15\n\x0bimage_bytes\x18\x01 \x01(\x0cH\x00\x12\x13\n\timage_ref\x18\x02 \x01(\tH\x00\x12\x10\n\x08question\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\tB\x07\n\x05image\"\xaf\x01\n\x0bScoringTask\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12(\n\x08rollouts\x18\x02 \x03(\x0b\x32\x16.secure_mor.v1.Rollout\x12\x36\n\x06images\x18\x03 \x03(\x0b\x32&.secure_mor.v1.ScoringTask.ImagesEntry\x1a-\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xb0\x01\n\nScoreReply\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12.\n\x06scores\x18\x02 \x01(\x0b\x32\x1e.secure_mor.v1.EncryptedVector\x12\x31\n\x0c\x63ontribution\x18\x03 \x01(\x0b\x32\x1b.secure_mor.v1.Contribution\x12\x15\n\rscore_seconds\x18\x04 \x01(\x01\x12\x17\n\x0f\x65ncrypt_seconds\x18\x05 \x01(\x01\"\x8b\x01\n\x0f\x43\x61librationItem\x12\x15\n\x0bimage_bytes\x18\x01 \x01(\x0cH\x00\x12\x13\n\timage_ref\x18\x02 \x01(\tH\x00\x12\x10\n\x08question\x18\x03 \x01(\t\x12\x0e\n\x06\x63hosen\x18\x04 \x01(\t\x12\x10\n\x08rejected\x18\x05 \x01(\t\x12\x0f\n\x07\x63luster\x18\x06 \x01(\rB\x07\n\x05image\"\xc5\x01\n\x12\x43\x61librationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.secure_mor.v1.CalibrationItem\x12=\n\x06images\x18\x03 \x03(\x0b\x32-.secure_mor.v1.CalibrationRequest.ImagesEntry\x1a-\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"C\n\x0f\x43lusterAccuracy\x12\x0f\n\x07\x63luster\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"X\n\x10\x43\x61librationReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08\x63lusters\x18\x02 \x03(\x0b\x32\x1e.secure_mor.v1.ClusterAccuracy\"!\n\tHeartbeat\x12\x14\n\x0csent_unix_ms\x18\x01 \x01(\x03\"7\n\x05\x45rror\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t2W\n\nFederation\x12I\n\x07\x43onnect\x12\x1c.secure_mor.v1.ClientMessage\x1a\x1c.secure_mor.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!secure_mor/protocol/scoring.proto\x12\rsecure_mor.v1\x1a$secure_mor/protocol/federation.proto\"\xf8\x01\n\rClientMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.secure_mor.v1.HelloH\x00\x12*\n\x05score\x18\x02 \x01(\x0b\x32\x19.secure_mor.v1.ScoreReplyH\x00\x12\x36\n\x0b\x63\x61libration\x18\x03 \x01(\x0b\x32\x1f.secure_mor.v1.CalibrationReplyH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.secure_mor.v1.HeartbeatH\x00\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.secure_mor.v1.ErrorH\x00\x42\x06\n\x04\x62ody\"\xfc\x01\n\rServerMessage\x12\'\n\x06roster\x18\x01 \x01(\x0b\x32\x15.secure_mor.v1.RosterH\x00\x12*\n\x04task\x18\x02 \x01(\x0b\x32\x1a.secure_mor.v1.ScoringTaskH\x00\x12\x38\n\x0b\x63\x61libration\x18\x03 \x01(\x0b\x32!.secure_mor.v1.CalibrationRequestH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.secure_mor.v1.HeartbeatH\x00\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.secure_mor.v1.ErrorH\x00\x42\x06\n\x04\x62ody\"\xbd\x01\n\x05Hello\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x14\n\x0cmax_rollouts\x18\x04 \x01(\r\x12\x1b\n\x13\x63ontext_fingerprint\x18\x05 \x01(\x0c\x12\x0f\n\x07private\x18\x06 \x01(\x08\x12.\n\x0bledger_head\x18\x07 \x01(\x0b\x32\x19.secure_mor.v1.LedgerHead\"@\n\nLedgerHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"a\n\x06Roster\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63lients\x18\x02 \x03(\t\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x63ontext_fingerprint\x18\x04 \x01(\x0c\"`\n\x07Rollout\x12\x15\n\x0bimage_bytes\x18\x01 \x01(\x0cH\x00\x12\x13\n\timage_ref\x18\x02 \x01(\tH\x00\x12\x10\n\x08question\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\tB\x07\n\x05image\"\xaf\x01\n\x0bScoringTask\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12(\n\x08rollouts\x18\x02 \x03(\x0b\x32\x16.secure_mor.v1.Rollout\x12\x36\n\x06images\x18\x03 \x03(\x0b\x32&.secure_mor.v1.ScoringTask.ImagesEntry\x1a-\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xb0\x01\n\nScoreReply\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12.\n\x06scores\x18\x02 \x01(\x0b\x32\x1e.secure_mor.v1.EncryptedVector\x12\x31\n\x0c\x63ontribution\x18\x03 \x01(\x0b\x32\x1b.secure_mor.v1.Contribution\x12\x15\n\rscore_seconds\x18\x04 \x01(\x01\x12\x17\n\x0f\x65ncrypt_seconds\x18\x05 \x01(\x01\"\x8b\x01\n\x0f\x43\x61librationItem\x12\x15\n\x0bimage_bytes\x18\x01 \x01(\x0cH\x00\x12\x13\n\timage_ref\x18\x02 \x01(\tH\x00\x12\x10\n\x08question\x18\x03 \x01(\t\x12\x0e\n\x06\x63hosen\x18\x04 \x01(\t\x12\x10\n\x08rejected\x18\x05 \x01(\t\x12\x0f\n\x07\x63luster\x18\x06 \x01(\rB\x07\n\x05image\"\xc5\x01\n\x12\x43\x61librationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.secure_mor.v1.CalibrationItem\x12=\n\x06images\x18\x03 \x03(\x0b\x32-.secure_mor.v1.CalibrationRequest.ImagesEntry\x1a-\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"C\n\x0f\x43lusterAccuracy\x12\x0f\n\x07\x63luster\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"X\n\x10\x43\x61librationReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08\x63lusters\x18\x02 \x03(\x0b\x32\x1e.secure_mor.v1.ClusterAccuracy\"!\n\tHeartbeat\x12\x14\n\x0csent_unix_ms\x18\x01 \x01(\x03\"7\n\x05\x45rror\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t2W\n\nFederation\x12I\n\x07\x43onnect\x12\x1c.secure_mor.v1.ClientMessage\x1a\x1c.secure_mor.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,31 +41,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVERMESSAGE']._serialized_start=342
   _globals['_SERVERMESSAGE']._serialized_end=594
   _globals['_HELLO']._serialized_start=597
-  _globals['_HELLO']._serialized_end=738
-  _globals['_ROSTER']._serialized_start=740
-  _globals['_ROSTER']._serialized_end=837
-  _globals['_ROLLOUT']._serialized_start=839
-  _globals['_ROLLOUT']._serialized_end=935
-  _globals['_SCORINGTASK']._serialized_start=938
-  _globals['_SCORINGTASK']._serialized_end=1113
-  _globals['_SCORINGTASK_IMAGESENTRY']._serialized_start=1068
-  _globals['_SCORINGTASK_IMAGESENTRY']._serialized_end=1113
-  _globals['_SCOREREPLY']._serialized_start=1116
-  _globals['_SCOREREPLY']._serialized_end=1292
-  _globals['_CALIBRATIONITEM']._serialized_start=1295
-  _globals['_CALIBRATIONITEM']._serialized_end=1434
-  _globals['_CALIBRATIONREQUEST']._serialized_start=1437
-  _globals['_CALIBRATIONREQUEST']._serialized_end=1634
-  _globals['_CALIBRATIONREQUEST_IMAGESENTRY']._serialized_start=1068
-  _globals['_CALIBRATIONREQUEST_IMAGESENTRY']._serialized_end=1113
-  _globals['_CLUSTERACCURACY']._serialized_start=1636
-  _globals['_CLUSTERACCURACY']._serialized_end=1703
-  _globals['_CALIBRATIONREPLY']._serialized_start=1705
-  _globals['_CALIBRATIONREPLY']._serialized_end=1793
-  _globals['_HEARTBEAT']._serialized_start=1795
-  _globals['_HEARTBEAT']._serialized_end=1828
-  _globals['_ERROR']._serialized_start=1830
-  _globals['_ERROR']._serialized_end=1885
-  _globals['_FEDERATION']._serialized_start=1887
-  _globals['_FEDERATION']._serialized_end=1974
+  _globals['_HELLO']._serialized_end=786
+  _globals['_LEDGERHEAD']._serialized_start=788
+  _globals['_LEDGERHEAD']._serialized_end=852
+  _globals['_ROSTER']._serialized_start=854
+  _globals['_ROSTER']._serialized_end=951
+  _globals['_ROLLOUT']._serialized_start=953
+  _globals['_ROLLOUT']._serialized_end=1049
+  _globals['_SCORINGTASK']._serialized_start=1052
+  _globals['_SCORINGTASK']._serialized_end=1227
+  _globals['_SCORINGTASK_IMAGESENTRY']._serialized_start=1182
+  _globals['_SCORINGTASK_IMAGESENTRY']._serialized_end=1227
+  _globals['_SCOREREPLY']._serialized_start=1230
+  _globals['_SCOREREPLY']._serialized_end=1406
+  _globals['_CALIBRATIONITEM']._serialized_start=1409
+  _globals['_CALIBRATIONITEM']._serialized_end=1548
+  _globals['_CALIBRATIONREQUEST']._serialized_start=1551
+  _globals['_CALIBRATIONREQUEST']._serialized_end=1748
+  _globals['_CALIBRATIONREQUEST_IMAGESENTRY']._serialized_start=1182
+  _globals['_CALIBRATIONREQUEST_IMAGESENTRY']._serialized_end=1227
+  _globals['_CLUSTERACCURACY']._serialized_start=1750
+  _globals['_CLUSTERACCURACY']._serialized_end=1817
+  _globals['_CALIBRATIONREPLY']._serialized_start=1819
+  _globals['_CALIBRATIONREPLY']._serialized_end=1907
+  _globals['_HEARTBEAT']._serialized_start=1909
+  _globals['_HEARTBEAT']._serialized_end=1942
+  _globals['_ERROR']._serialized_start=1944
+  _globals['_ERROR']._serialized_end=1999
+  _globals['_FEDERATION']._serialized_start=2001
+  _globals['_FEDERATION']._serialized_end=2088
 # @@protoc_insertion_point(module_scope)

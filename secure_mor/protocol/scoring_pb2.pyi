@@ -36,20 +36,32 @@ class ServerMessage(_message.Message):
     def __init__(self, roster: _Optional[_Union[Roster, _Mapping]] = ..., task: _Optional[_Union[ScoringTask, _Mapping]] = ..., calibration: _Optional[_Union[CalibrationRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("identity", "protocol_version", "architecture", "max_rollouts", "context_fingerprint", "private")
+    __slots__ = ("identity", "protocol_version", "architecture", "max_rollouts", "context_fingerprint", "private", "ledger_head")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     MAX_ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     PRIVATE_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_HEAD_FIELD_NUMBER: _ClassVar[int]
     identity: str
     protocol_version: int
     architecture: str
     max_rollouts: int
     context_fingerprint: bytes
     private: bool
-    def __init__(self, identity: _Optional[str] = ..., protocol_version: _Optional[int] = ..., architecture: _Optional[str] = ..., max_rollouts: _Optional[int] = ..., context_fingerprint: _Optional[bytes] = ..., private: _Optional[bool] = ...) -> None: ...
+    ledger_head: LedgerHead
+    def __init__(self, identity: _Optional[str] = ..., protocol_version: _Optional[int] = ..., architecture: _Optional[str] = ..., max_rollouts: _Optional[int] = ..., context_fingerprint: _Optional[bytes] = ..., private: _Optional[bool] = ..., ledger_head: _Optional[_Union[LedgerHead, _Mapping]] = ...) -> None: ...
+
+class LedgerHead(_message.Message):
+    __slots__ = ("seq", "entry_hash", "signature")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_HASH_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    entry_hash: str
+    signature: bytes
+    def __init__(self, seq: _Optional[int] = ..., entry_hash: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Roster(_message.Message):
     __slots__ = ("run_id", "clients", "heartbeat_seconds", "context_fingerprint")

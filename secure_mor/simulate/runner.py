@@ -199,7 +199,8 @@ class Simulation:
     def _audit(self, fed: Path) -> None:
         from secure_mor.audit import Auditor
 
-        report = Auditor().run([fed])
+        run = self.out / "run"  # its anchors show whether the key holder's log and the ledgers are whole
+        report = Auditor().run([fed, run] if run.is_dir() else [fed])
         document = report.to_json(__version__)
         (self.out / "audit.json").write_text(json.dumps(document, indent=2) + "\n")
         (self.out / "audit.md").write_text(report.to_markdown(__version__))

@@ -2,7 +2,10 @@
 
 The honest run: a kit from ``create_federation``; privacy ledgers written by the client's own
 ``PrivacyLedger`` with ε from Opacus' PRV accountant; a decryption log written by a real key holder
-serving real ``DecryptAggregate`` calls over mTLS. Each test copies the run and alters one thing.
+serving real ``DecryptAggregate`` calls over mTLS, sent by the server's ``SecureFusion``, which keeps the
+receipts in the run's anchors log beside each client's signed ledger head (as the server records them
+at join). Each test copies the run and alters one thing. The same alterations on a run of separate
+processes are in ``tests/test_integration.py``.
 """
 
 from __future__ import annotations
@@ -16,20 +19,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from secure_mor.anchors import ANCHORS_FILE, ClientJoined, LedgerHead, RunStarted
 from secure_mor.audit import Auditor, AuditReport, Finding, Status, load_budgets
 from secure_mor.cli import main
-from secure_mor.client.ledger import DpEvent, DpRun, PrivacyLedger, prv_epsilon
+from secure_mor.client.ledger import DpEvent, DpRun, PrivacyLedger, ledger_head, prv_epsilon
 from secure_mor.config import load_config
 from secure_mor.crypto.keyholder import start_keyholder
 from secure_mor.crypto.keyholder_config import KeyholderConfig
 from secure_mor.crypto.provision import create_federation
 from secure_mor.crypto.signed_log import SignedLog, signed_bytes
 from secure_mor.crypto.signing import SigningKey
+from secure_mor.crypto.wire import sign_contribution
+from secure_mor.server.anchors import RunAnchors
+from secure_mor.server.fusion import EncryptedScores, SecureFusion
 
-from ..crypto.conftest import fetch_public, make_request, stub_for, uniform
+from ..crypto.conftest import client_key, fetch_public, stub_for
 
 CLIENTS = ("alice", "bob", "carol")
 LEDGER = "state/privacy_ledger.jsonl"
+ANCHORS = f"server/run/{ANCHORS_FILE}"  # the server's default run folder lies in its kit
 
 
 def signing_key(kit: Path, party: str, identity: str) -> SigningKey:
@@ -68,16 +76,27 @@ def honest_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     record_runs(kit, "bob", [(1.1, 0.04, 250)], budget=8.0)
     config = load_config(KeyholderConfig, kit / "keyholder" / "keyholder.toml")
     config = dataclasses.replace(config, service=dataclasses.replace(config.service, listen="127.0.0.1:0"))
+    anchors = RunAnchors(kit / ANCHORS, signing_key(kit, "server", "server"))
+    anchors.record(RunStarted("run", resumed=False))
+    for name in ("alice", "bob"):  # what the server records when their Hellos announce their ledgers
+        identity = f"client:{name}"
+        head = ledger_head(kit / "clients" / name / LEDGER, signing_key(kit, f"clients/{name}", identity))
+        anchors.record(ClientJoined(identity, head))
     keyholder = start_keyholder(config)
     try:
+        public = fetch_public(federation, keyholder.port)
+        fusion = SecureFusion(public, stub_for(federation, "server", keyholder.port), anchors=anchors)
         for step in range(2):
-            public = fetch_public(federation, keyholder.port)
-            request = make_request(
-                federation, public, f"run/step-{step}", np.full((3, 8), 0.5), uniform(3, 8)
-            )
-            stub_for(federation, "server", keyholder.port).DecryptAggregate(request, timeout=30)
+            step_id = f"run/step-{step}"
+            answers = []
+            for name in CLIENTS:
+                vector = public.encrypt(np.full(8, 0.5))
+                contribution = sign_contribution(client_key(federation, name), step_id, vector)
+                answers.append(EncryptedScores(f"client:{name}", vector, contribution))
+            fusion.fuse(step_id, answers, np.full((8, 3), 1 / 3))
     finally:
         keyholder.stop(None)
+        anchors.close()
     return kit
 
 
@@ -108,6 +127,11 @@ def test_honest_logs_pass(run: Path, capsys: pytest.CaptureFixture[str], tmp_pat
     (decryptions,) = report.decryptions
     assert decryptions.decryptions == 2
     assert decryptions.min_contributors == 3
+    passed = {(f.check, f.subject) for f in report.findings if f.status is Status.PASS}
+    assert {("anchors.receipt", "server"), ("anchors.requested", "run")} <= passed
+    assert {("anchors.ledger_head", "client:alice"), ("anchors.ledger_head", "client:bob")} <= passed
+    assert alice.announced_seq == 2  # her head: the non-private run after her two DP runs
+    assert alice.epsilon_announced == pytest.approx(alice.epsilon_spent)
     assert (
         main(["audit", str(run), "--json", str(tmp_path / "a.json"), "--markdown", str(tmp_path / "a.md")])
         == 0
@@ -116,7 +140,10 @@ def test_honest_logs_pass(run: Path, capsys: pytest.CaptureFixture[str], tmp_pat
     assert document["schema"] == 1
     assert document["passed"] is True
     assert {c["identity"] for c in document["clients"]} == {"client:alice", "client:bob"}
-    assert "**Result: PASSED**" in (tmp_path / "a.md").read_text()
+    assert {c["announced_seq"] for c in document["clients"]} == {2, 1}
+    markdown = (tmp_path / "a.md").read_text()
+    assert "**Result: PASSED**" in markdown
+    assert f"| {alice.epsilon_announced:.4g} (seq 2) |" in markdown
 
 
 def test_a_changed_number_is_caught(run: Path) -> None:
@@ -154,8 +181,10 @@ def test_a_forged_signature_is_caught(run: Path) -> None:
     entry["sig"] = base64.b64encode(forger.sign(signed_bytes(body))).decode()
     lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     log.write_bytes(b"".join(lines))
-    (finding,) = failing(Auditor().run([run]), "log.integrity")
+    report = Auditor().run([run])
+    (finding,) = failing(report, "log.integrity")
     assert f"{log}:2: signature of 'keyholder' does not verify" in finding.message
+    assert not failing(report, "anchors.receipt")  # a broken log is one failure, not a missing one too
 
 
 def test_a_foreign_key_is_caught(run: Path) -> None:
@@ -245,6 +274,7 @@ def test_a_decryption_with_too_few_contributors_is_caught(run: Path) -> None:
     assert {f.check for f in report.findings if f.status is Status.FAIL} == {
         "decryption.k_min",
         "decryption.w_max",
+        "anchors.requested",  # and the server never asked for it
     }
     (finding,) = failing(report, "decryption.k_min")
     assert finding.message == "1 contributor(s), policy needs ≥ 2"
@@ -285,8 +315,75 @@ def test_strict_fails_on_a_warning(run: Path) -> None:
     record_runs(run, "carol", [(1.5, 0.02, 30)], budget=8.0)
     report = Auditor().run([run])
     assert report.passed
-    (warning,) = [f for f in report.findings if f.status is Status.WARN]
-    assert warning.check == "ledger.accountants_agree"
-    assert warning.subject == "client:carol"
+    warnings = {(f.check, f.subject) for f in report.findings if f.status is Status.WARN}
+    # (her ledger's head was never announced to the server: its completeness is not known either)
+    assert warnings == {("ledger.accountants_agree", "client:carol"), ("anchors.missing", "client:carol")}
     assert main(["audit", str(run)]) == 0
     assert main(["audit", str(run), "--strict"]) == 1
+
+
+# --- anchors: the logs are whole --------------------------------------------------------------------
+
+
+def test_a_ledger_cut_back_below_its_announced_head_is_caught(run: Path) -> None:
+    ledger = run / "clients/alice" / LEDGER
+    ledger.write_bytes(b"".join(lines_of(ledger)[:-1]))  # a shorter chain, valid on its own
+    report = Auditor().run([run])
+    assert not failing(report, "log.integrity")
+    (finding,) = failing(report, "anchors.ledger_head")
+    assert finding.subject == "client:alice"
+    assert "client:alice announced its ledger head seq 2" in finding.message
+    assert f"but {ledger} ends at seq 1: the ledger was cut back" in finding.message
+    assert finding.location == f"{run / ANCHORS}:2"  # the server's record of the announcement
+
+
+def test_a_ledger_rewritten_by_its_own_client_is_caught(run: Path) -> None:
+    # alice rewrites her history under her own key (every signature verifies): the announced head is gone
+    ledger = run / "clients/alice" / LEDGER
+    ledger.unlink()
+    record_runs(run, "alice", [(1.0, 0.05, 200), (1.4, 0.05, 100)], budget=8.0)  # her second run, changed
+    (finding,) = failing(Auditor().run([run]), "anchors.ledger_head")
+    assert f"but entry seq 2 of {ledger} has hash" in finding.message
+    assert "the ledger was rewritten" in finding.message
+
+
+def test_an_announcement_the_client_never_signed_is_caught(run: Path) -> None:
+    forged = LedgerHead.sign(signing_key(run, "server", "server"), 0, "0" * 64)  # the server's own key
+    anchors = RunAnchors(run / ANCHORS, signing_key(run, "server", "server"))
+    anchors.record(ClientJoined("client:bob", forged))
+    anchors.close()
+    (finding,) = failing(Auditor().run([run]), "anchors.signature")
+    assert finding.subject == "client:bob"
+    assert "does not carry 'client:bob''s signature" in finding.message
+
+
+def test_a_decryption_log_rewritten_from_an_entry_on_is_caught(run: Path) -> None:
+    # The key holder replaces its last entry by another one under its own key: the chain verifies.
+    path = run / "keyholder/logs/decryptions.jsonl"
+    last = lines_of(path)[-1]
+    path.write_bytes(b"".join(lines_of(path)[:-1]))
+    log = SignedLog(path, signing_key(run, "keyholder", "keyholder"))
+    payload = dict(json.loads(last)["payload"])
+    log.append("decryption", {**payload, "count": 9})
+    log.close()
+    report = Auditor().run([run])
+    (finding,) = failing(report, "anchors.receipt")
+    assert finding.subject == "run/step-1"
+    assert f"entry seq 1 of {path} is another" in finding.message
+    assert finding.location == f"{run / ANCHORS}:7"
+
+
+def test_a_run_without_anchors_still_audits_with_a_warning(run: Path) -> None:
+    (run / ANCHORS).unlink()  # as a run made before anchors existed
+    (run / "server/run/secure_steps.csv").write_text("step_id\nrun/step-0\nrun/step-1\n")
+    report = Auditor().run([run])
+    assert report.passed
+    missing = [f for f in report.findings if f.check == "anchors.missing"]
+    assert all(f.status is Status.WARN for f in missing)
+    assert {f.subject for f in missing} == {
+        str(run / "server/run"),
+        "key holder",
+        "client:alice",
+        "client:bob",
+    }
+    assert any("completeness could not be checked" in f.message for f in missing)

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
+from secure_mor.anchors import ClientJoined, LedgerHead
 from secure_mor.crypto.ckks import PublicContext
 from secure_mor.crypto.keyholder import RunningKeyholder
 from secure_mor.crypto.kit import load_trust
@@ -21,6 +22,7 @@ from secure_mor.crypto.provision import Federation
 from secure_mor.crypto.transport import secure_channel
 from secure_mor.crypto.wire import sign_contribution, vector_to_proto
 from secure_mor.protocol import scoring as sp
+from secure_mor.server.errors import ServerError
 from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
 
 from ..crypto.conftest import client_key, fetch_public, kit_tls
@@ -30,24 +32,29 @@ class WireClient:
     """A client that connects, says Hello and answers tasks with ``scores`` (or misbehaves)."""
 
     def __init__(
-        self, federation: Federation, party: str, port: int, public: PublicContext, identity: str
+        self,
+        federation: Federation,
+        party: str,
+        port: int,
+        public: PublicContext,
+        identity: str,
+        head: LedgerHead | None = None,
     ) -> None:
         self.federation, self.identity, self.public = federation, identity, public
         self.outbox: queue.Queue[sp.ClientMessage | None] = queue.Queue()
         channel = secure_channel(f"127.0.0.1:{port}", kit_tls(federation.root, party))
         self.stream = sp.federation_stub(channel).Connect(self._messages())
-        self.outbox.put(
-            sp.ClientMessage(
-                hello=sp.Hello(
-                    identity=identity,
-                    protocol_version=1,
-                    architecture="test",
-                    max_rollouts=64,
-                    context_fingerprint=public.fingerprint,
-                    private=True,
-                )
-            )
+        hello = sp.Hello(
+            identity=identity,
+            protocol_version=1,
+            architecture="test",
+            max_rollouts=64,
+            context_fingerprint=public.fingerprint,
+            private=True,
         )
+        if head is not None:
+            hello.ledger_head.CopyFrom(head.to_proto())
+        self.outbox.put(sp.ClientMessage(hello=hello))
         self.roster = next(self.stream).roster
 
     def _messages(self) -> Iterator[sp.ClientMessage]:
@@ -85,16 +92,36 @@ class WireClient:
         self.outbox.put(None)
 
 
+class Joins:
+    """Stands in for the run's anchors log as ``on_join``: records joins, or fails for ``unwritable``."""
+
+    def __init__(self) -> None:
+        self.recorded: list[ClientJoined] = []
+        self.unwritable: set[str] = set()
+
+    def __call__(self, join: ClientJoined) -> None:
+        if join.client in self.unwritable:
+            raise ServerError("run/anchors.jsonl: cannot append entry seq 3: No space left on device")
+        self.recorded.append(join)
+
+
 @pytest.fixture
-def service(federation: Federation, keyholder: RunningKeyholder) -> Iterator[RunningFederation]:
+def joins() -> Joins:
+    return Joins()
+
+
+@pytest.fixture
+def service(federation: Federation, keyholder: RunningKeyholder, joins: Joins) -> Iterator[RunningFederation]:
     public = fetch_public(federation, keyholder.port)
     pinned = load_trust(federation.root / "server" / "trust.toml")
+
     svc = FederationService(
         run_id="run-test",
         allowed=[f"client:{n}" for n in ("alice", "bob", "carol")],
         public=public,
         pinned=pinned,
         heartbeat_seconds=1.0,
+        on_join=joins,
     )
     running = serve_federation(
         svc,
@@ -185,3 +212,33 @@ def test_a_certificate_from_another_ca_cannot_connect(
     with pytest.raises(grpc.RpcError) as refused:
         WireClient(foreign_federation, "clients/alice", service.port, public, "client:alice")
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+
+
+def test_an_announced_ledger_head_is_recorded_at_join_and_an_unsigned_one_is_refused(
+    federation: Federation,
+    keyholder: RunningKeyholder,
+    service: RunningFederation,
+    joins: Joins,
+) -> None:
+    public = fetch_public(federation, keyholder.port)
+    head = LedgerHead.sign(client_key(federation, "alice"), 4, "ab" * 32)
+    alice = WireClient(federation, "clients/alice", service.port, public, "client:alice", head)
+    bob = WireClient(federation, "clients/bob", service.port, public, "client:bob")  # an older client
+    assert joins.recorded == [ClientJoined("client:alice", head), ClientJoined("client:bob", None)]
+    for announced, code, fragment in (
+        (head, grpc.StatusCode.PERMISSION_DENIED, "does not verify against the pinned key of 'client:bob'"),
+        (LedgerHead(4, "AB" * 32, head.signature), grpc.StatusCode.INVALID_ARGUMENT, "entry_hash: expected"),
+    ):
+        bob.close()  # bob announces alice's head (signed by alice), then a malformed one
+        with pytest.raises(grpc.RpcError) as refused:
+            WireClient(federation, "clients/bob", service.port, public, "client:bob", announced)
+        assert refused.value.code() == code
+        assert fragment in (refused.value.details() or "")
+    joins.unwritable.add("client:carol")
+    with pytest.raises(grpc.RpcError) as unrecorded:  # the anchors log cannot take carol's join
+        WireClient(federation, "clients/carol", service.port, public, "client:carol")
+    assert unrecorded.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "No space left on device" in (unrecorded.value.details() or "")
+    assert len(joins.recorded) == 2  # nothing refused was recorded …
+    assert service.service.wait_for(1, timeout=5) == ("client:alice",)  # … nor joined the roster
+    alice.close()
