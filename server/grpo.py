@@ -73,6 +73,7 @@ def build_grpo_trainer(
         loss_type=settings.loss_type,
         temperature=settings.temperature,
         seed=settings.seed,
+        gradient_checkpointing=settings.gradient_checkpointing,
         logging_steps=1,
         save_strategy="steps",
         save_steps=settings.save_steps,

@@ -37,6 +37,11 @@ class GrpoSettings:
     max_completion_length: int = help_field(8, "Longest sampled answer, in tokens.")
     save_steps: int = help_field(25, "Checkpoint every this many steps (adapters, optimizer, step counter).")
     seed: int = help_field(0, "Seed of sampling and prompt order.")
+    gradient_checkpointing: bool = help_field(
+        False,
+        "Recompute activations in the backward pass (TRL's GRPOConfig turns it on by default). It saves "
+        "memory a tiny model does not need and costs time: benchmarks/grpo_throughput.py measures it.",
+    )
     balance_kinds: bool = help_field(
         True,
         "Draw the public prompts' question kinds (their 'kind' column) equally often; false keeps their "

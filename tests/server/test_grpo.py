@@ -45,6 +45,7 @@ def test_grpo_rewards_reach_trl_and_the_lora_policy_moves(
     )
     model = trainer.model
     assert model is not None
+    assert not trainer.args.gradient_checkpointing  # TRL's default is on; here it only costs time
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     assert before, "LoRA adapters should be attached"
     trainer.train()
