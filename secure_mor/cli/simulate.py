@@ -20,7 +20,7 @@ def simulate_command(
         "--config",
         "-c",
         help="TOML recipe: \\[simulate], \\[data], \\[base], \\[\\[clients]], \\[reward_models], \\[router], "
-        "\\[grpo], \\[eval], \\[secure] (examples/simulate_own_data.toml).",
+        "\\[grpo], \\[eval], \\[secure] (examples/own_data.toml).",
     ),
 ) -> int:
     """Provision a kit, train the clients' DP reward models, run MoR GRPO across processes, audit, report."""
