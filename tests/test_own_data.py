@@ -101,6 +101,7 @@ def test_simulate_quick_runs_end_to_end_on_own_data(
         "side": "side",
         "extent": "extent",
     }
+    assert all(set(c["ranking_top1"]) == set(KINDS) for c in clients.values())  # K × the data's kinds
     audit = json.loads((out / "audit.json").read_text())
     assert audit["passed"]
     assert sorted(c["identity"] for c in audit["clients"]) == ["client:extent", "client:side", "client:tint"]

@@ -68,6 +68,12 @@ def test_simulate_quick_trains_audits_and_reports(
     # sampled, is right more often there than the base. (The quick run is too short to move greedy
     # answers reliably, even on the gold reward: the README's GRPO findings.)
     clients = json.loads((out / "clients.json").read_text())
+    assert "What each reward model knows per kind" in report
+    for name in ("color", "shape", "yesno"):
+        ranking = clients[name]["ranking_top1"]
+        assert set(ranking) == {"color", "shape", "yesno"}
+        assert all(0.0 <= v <= 1.0 for v in ranking.values())
+    assert clients["color"]["ranking_top1"]["color"] > 1 / 8  # the colour client beats chance on colours
     best = max(clients, key=lambda name: clients[name]["heldout_accuracy"])
     assert f"Most accurate client: {best} " in report
     assert after[best]["expected_accuracy"] > base[best]["expected_accuracy"] + 0.01

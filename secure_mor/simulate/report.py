@@ -87,6 +87,25 @@ def _clients(state: Any) -> list[str]:
             f"| {name} | {c.get('shard', name)} | {c['architecture']} | {c['pairs']} | "
             f"{c['heldout_accuracy']:.1%} | {c['epsilon']:.3g} | {c['seconds']:.0f} s |"
         )
+    return [*lines, "", *_rankings(state)]
+
+
+def _rankings(state: Any) -> list[str]:
+    """The K × kinds matrix of top-1 ranking accuracy (``clients.json``'s ``ranking_top1``)."""
+    rankings = {name: c["ranking_top1"] for name, c in state.clients.items() if c.get("ranking_top1")}
+    kinds = sorted({kind for per_kind in rankings.values() for kind in per_kind})
+    if not kinds:
+        return []
+    lines = [
+        "What each reward model knows per kind: top-1 accuracy of the gold answer among all answers of",
+        "the question's kind, on test questions of that kind (chance = 1 / the kind's answers):",
+        "",
+        "| client | " + " | ".join(kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for name, per_kind in rankings.items():
+        cells = [f"{per_kind[k]:.1%}" if k in per_kind else "–" for k in kinds]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

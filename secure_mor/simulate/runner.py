@@ -145,7 +145,22 @@ class Simulation:
                 progress=report,
             )
         )
+        self.progress("reward models", 0, None, "ranking accuracy per kind")
+        for name, ranking in self._rankings(fed).items():
+            self.state.clients[name]["ranking_top1"] = ranking
         (self.out / "clients.json").write_text(json.dumps(self.state.clients, indent=2) + "\n")
+
+    def _rankings(self, fed: Path) -> dict[str, dict[str, float]]:
+        """Each trained reward model's top-1 ranking accuracy per kind (``competence``)."""
+        from secure_mor.client.config import load_client_config
+        from secure_mor.client.reward_model import load_reward_model
+        from secure_mor.simulate.competence import ranking_accuracy
+
+        models = {
+            name: load_reward_model(load_client_config(client_toml(fed, name)).reward_model.out)
+            for name in self.config.client_names
+        }
+        return ranking_accuracy(models, self.splits)
 
     def _federation(self, fed: Path, base: Path) -> None:
         config = self.config
