@@ -37,11 +37,13 @@ from secure_mor.simulate.runner import recipe_base
 from secure_mor.simulate.settings import SimulateConfig
 
 
-class _PhaseClock:
-    """Sums wall time per phase over a step; ``wrap`` times a bound method under a phase name."""
+class _PhaseClock(TrainerCallback):
+    """Sums wall time per phase (``wrap`` times a bound method) and closes one record per step."""
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = defaultdict(float)
+        self.steps: list[dict[str, float]] = []
+        self._started = time.perf_counter()
 
     def wrap(self, phase: Callable[..., str], method: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +54,13 @@ class _PhaseClock:
                 self.totals[phase(*args, **kwargs)] += time.perf_counter() - started
 
         return timed
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Close the step: its phases and its whole wall time."""
+        now = time.perf_counter()
+        self.steps.append({**self.totals, "step": now - self._started})
+        self.totals.clear()
+        self._started = now
 
 
 def measure(base: Path, processor: Any, prompts: Any, settings: GrpoSettings, work: Path) -> dict[str, Any]:
@@ -75,24 +84,9 @@ def measure(base: Path, processor: Any, prompts: Any, settings: GrpoSettings, wo
         trainer._get_per_token_logps_and_entropies,
     )
     trainer.accelerator.backward = clock.wrap(lambda *a, **k: "backward", trainer.accelerator.backward)
-    per_step: list[dict[str, float]] = []
-    step_started = [time.perf_counter()]
-
-    def on_step_end(*args: Any, **kwargs: Any) -> None:
-        now = time.perf_counter()
-        phases = dict(clock.totals)
-        phases["step"] = now - step_started[0]
-        per_step.append(phases)
-        clock.totals.clear()
-        step_started[0] = now
-
-    class StepTimer(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            on_step_end()
-
-    trainer.add_callback(StepTimer())
+    trainer.add_callback(clock)
     trainer.train()
-    kept = per_step[2:] or per_step
+    kept = clock.steps[2:] or clock.steps
     median = {
         name: statistics.median(step.get(name, 0.0) for step in kept)
         for name in ("step", "generation", "policy forward", "reference forward", "backward")

@@ -92,7 +92,7 @@ def public_pairs(
 
     With ``off_kind_share`` > 0, that share of the pairs is added again with an off-kind rejected answer.
     """
-    public = datasets.concatenate_datasets([splits.foundation, splits.prompts, splits.calibration])
+    public = splits.public
     vocabulary = answers_by_kind(public)
     pairs = build_preference_pairs(public, seed=seed, vocabulary=vocabulary)
     kinds = np.array(pairs["kind"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from secure_mor.config import help_field, nested, require
 from secure_mor.crypto.kit import CLIENT_NAME
@@ -116,11 +116,12 @@ class Recipe:
         """The clients' names, in order."""
         return tuple(c.name for c in self.clients)
 
-    def quick_tables(self) -> dict[str, object]:
-        """The test-size replacements ``--quick`` makes (same code path, smaller numbers)."""
-        return {
-            "base": dataclasses.replace(self.base, steps=150),
-            "reward_models": dataclasses.replace(self.reward_models, pairs=200, epochs=3),
-            "grpo": dataclasses.replace(self.grpo, steps=80, prompts_per_step=8, group_size=8),
-            "eval": dataclasses.replace(self.eval, limit=150),
-        }
+    def quick(self) -> Self:
+        """The same run at test size (``--quick``): the same code path, smaller numbers."""
+        return dataclasses.replace(
+            self,
+            base=dataclasses.replace(self.base, steps=150),
+            reward_models=dataclasses.replace(self.reward_models, pairs=200, epochs=3),
+            grpo=dataclasses.replace(self.grpo, steps=80, prompts_per_step=8, group_size=8),
+            eval=dataclasses.replace(self.eval, limit=150),
+        )

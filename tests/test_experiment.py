@@ -17,6 +17,8 @@ from secure_mor.experiment.results import Cell, CellResult, ResultsFileError, Re
 from secure_mor.experiment.runner import Experiment, ExperimentError
 from secure_mor.experiment.settings import ExperimentConfig
 
+from ._grids import tiny_grid_tables
+
 
 def _result(method: str, epsilon: float | None, seed: int, overall: float) -> CellResult:
     accuracy = {"overall": overall, "color": overall}
@@ -122,28 +124,12 @@ methods = ["base", "single:color", "router", "gold", "fedavg-dpo"]
 epsilons = [3.0]
 seeds = [0]
 
-[reward_models]
-pairs = 48
-epochs = 2
-public_pairs = 32
-
 [base]
 steps = 150
 cache = "{quick_base_cache}"
-
-[eval]
-limit = 24
-
-[grpo]
-steps = 2
-prompts_per_step = 2
-group_size = 2
-
-[router]
-clusters = 2
-epochs = 20
-calibration_items = 24
-
+"""
+        + tiny_grid_tables(eval_limit=24, clusters=2)
+        + """
 [fedavg]
 rounds = 1
 local_steps = 1

@@ -19,6 +19,8 @@ import pytest
 from secure_mor.cli import main
 from secure_mor.simulate.settings import load_simulate_config
 
+from ._grids import tiny_grid_tables
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 write_square_vqa: Callable[..., Path] = runpy.run_path(str(EXAMPLES / "make_squares.py"))["write_square_vqa"]
 KINDS = ("extent", "side", "tint")
@@ -105,7 +107,6 @@ def test_simulate_quick_runs_end_to_end_on_own_data(
     audit = json.loads((out / "audit.json").read_text())
     assert audit["passed"]
     assert sorted(c["identity"] for c in audit["clients"]) == ["client:extent", "client:side", "client:tint"]
-    # the base was made from this data: its tokenizer knows its answer words
     server = (out / "fed" / "server" / "server.toml").read_text()
     assert str(square_vqa) in server  # the server's [data] table is the recipe's, written from it
 
@@ -121,25 +122,8 @@ out = "{tmp_path / "out"}"
 methods = ["base", "single:tint", "router", "gold"]
 epsilons = [3.0]
 seeds = [0]
-
-[reward_models]
-pairs = 48
-epochs = 2
-public_pairs = 32
-
-[eval]
-limit = 30
-
-[grpo]
-steps = 2
-prompts_per_step = 2
-group_size = 2
-
-[router]
-clusters = 3
-epochs = 20
-calibration_items = 24
 """
+        + tiny_grid_tables(eval_limit=30, clusters=3)
     )
     assert main(["experiment", "--config", str(config)]) == 0
     out = tmp_path / "out"

@@ -35,7 +35,7 @@ def simulate_command(
     with console.status("loading and checking the data"):
         splits = check_recipe_data(settings)  # before anything is written or started
     with progress_bar() as bar:
-        simulation = Simulation(settings, out, progress=phase_progress(bar), splits=splits)
+        simulation = Simulation(settings, out, splits, progress=phase_progress(bar))
         state = simulation.run()
     path = write_report(out, settings, state)
     if state.interrupted:

@@ -35,6 +35,11 @@ class FederatedSplits:
     clients: Mapping[str, datasets.Dataset]
     test: datasets.Dataset
 
+    @property
+    def public(self) -> datasets.Dataset:
+        """The three public splits in one (foundation, prompts, calibration): what every party may read."""
+        return datasets.concatenate_datasets([self.foundation, self.prompts, self.calibration])
+
     def named(self) -> dict[str, datasets.Dataset]:
         """Every split by a display name (client shards as ``client:<name>``)."""
         out = {"foundation": self.foundation, "prompts": self.prompts, "calibration": self.calibration}

@@ -5,7 +5,7 @@ same routing, the same router weights, the same renormalisation and cap, the sam
 each client's reward model is called directly and the sum is taken in plaintext (every client answers).
 CKKS changes a fused reward by < 1e-5 (``tests/server/test_fusion.py``), so utility figures are the
 same; what this skips is the cost and the protection, which ``secure-mor simulate`` and ``make bench``
-measure. ``w_max`` defaults to 1: the learned router caps its own weights (``router.w_max``), and the
+measure. No cap beyond the routing's own (the learned router caps at ``router.w_max``): the
 ``single:<client>`` baseline (weight 1 on one client) exists only here — the key holder's policy
 refuses to decrypt one client's score, which is what it is for.
 """
@@ -26,18 +26,17 @@ from secure_mor.server.routing import renormalise
 class LocalScorer:
     """A ``Scorer`` over the clients' reward models in this process (plaintext fusion)."""
 
-    def __init__(self, models: Mapping[str, RewardModel], *, w_max: float = 1.0) -> None:
+    def __init__(self, models: Mapping[str, RewardModel]) -> None:
         self.clients = tuple(f"client:{name}" for name in models)
         self.models = dict(models)
-        self.w_max = w_max
 
     def fuse(self, rollouts: Rollouts, weights: np.ndarray) -> list[float]:
-        """Σ_k W[:, k] · r_k with W renormalised and capped as the federation does when all answer."""
+        """Σ_k W[:, k] · r_k, W renormalised as the federation does when every client answers."""
         scores = np.stack(
             [m.score(rollouts.images, rollouts.questions, rollouts.answers) for m in self.models.values()],
             axis=1,
         )  # (N, K)
-        kept = renormalise(weights, [True] * len(self.clients), self.w_max)
+        kept = renormalise(weights, [True] * len(self.clients), w_max=1.0)
         return [float(v) for v in (kept * scores).sum(axis=1)]
 
     def calibrate(self, request: sp.CalibrationRequest) -> dict[str, sp.CalibrationReply]:

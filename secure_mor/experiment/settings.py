@@ -96,12 +96,10 @@ class ExperimentConfig(Recipe):
             try:
                 RoutingSpec.parse(method, names)
             except ConfigError:
-                require(
-                    False,
-                    "experiment.methods",
-                    f"unknown method {method!r}; expected one of {', '.join(FIXED_METHODS)} "
-                    f"or single:<one of {list(names)}>",
-                )
+                raise ConfigError(
+                    f"experiment.methods: unknown method {method!r}; expected one of "
+                    f"{', '.join(FIXED_METHODS)}, router, uniform, gold or single:<one of {list(names)}>"
+                ) from None
 
     @property
     def out(self) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import datasets
 import numpy as np
 
 from secure_mor.data import answers_by_kind, normalize_answer
@@ -24,8 +23,7 @@ def ranking_accuracy(
     models: Mapping[str, Any], splits: Any, per_kind: int = QUESTIONS_PER_KIND
 ) -> dict[str, dict[str, float]]:
     """Top-1 accuracy of each model (by client name) on ``per_kind`` test questions of each kind."""
-    public = datasets.concatenate_datasets([splits.foundation, splits.prompts, splits.calibration])
-    vocabulary = answers_by_kind(public)
+    vocabulary = answers_by_kind(splits.public)
     test = splits.test
     rows = balanced_rows(test["kind"], per_kind * len(set(test["kind"])), seed=0)
     subset = test.select(rows)

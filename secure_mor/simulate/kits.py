@@ -15,6 +15,7 @@ from typing import Any
 
 from secure_mor.config import write_config
 from secure_mor.recipe import ClientSpec, Recipe
+from secure_mor.server.settings import SecurePathSettings
 
 KIT_NOTE = "# Written by secure-mor from its recipe; paths are absolute.\n"
 
@@ -100,7 +101,7 @@ def configure_server(
     run_dir: Path,
     run_id: str,
     routing: str,
-    secure: Any,
+    secure: SecurePathSettings,
     listen: str,
     keyholder: str,
 ) -> Path:

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import datasets
+
+from secure_mor.data import answers_by_kind
 from secure_mor.data.sources import EASY_VQA
 from secure_mor.errors import DataError
 from secure_mor.recipe import Recipe
 
 if TYPE_CHECKING:
-    import datasets
-
     from secure_mor.data import FederatedSplits
 
 DECODE_SAMPLE = 8
@@ -72,10 +73,7 @@ def _check_kinds(splits: FederatedSplits, where: str) -> None:
                 f"{where}: kind(s) {', '.join(map(repr, missing))} have no question in split {name!r}"
                 f"{fraction} or use more data"
             )
-    answers: dict[str, set[str]] = {}
-    for shard in splits.clients.values():
-        for kind, answer in zip(shard["kind"], shard["answer"], strict=True):
-            answers.setdefault(kind, set()).add(answer)
+    answers = answers_by_kind(datasets.concatenate_datasets(list(splits.clients.values())))
     single = sorted(k for k, a in answers.items() if len(a) < 2)
     if single:
         raise DataError(

@@ -1,11 +1,11 @@
 """``Simulation``: provision, pretrain (or reuse) the base, DP reward models, MoR GRPO, eval, audit, report.
 
-The recipe's data is loaded and checked first (``preflight``): a bad dataset or client list stops the
-run before any process starts. The key holder, the server and every client then run as separate
-``secure-mor`` processes talking gRPC over mTLS on loopback ports, exactly as in a deployment; only the
-clients' reward-model training runs in this process (each still writes its own signed privacy ledger in
-its own kit). Every party's config is written from the recipe's settings objects (``kits``). Ctrl-C
-stops every process this started and leaves a readable partial report.
+It runs on the recipe's data as ``preflight`` loaded and checked it, so a bad dataset or client list
+stops the command before anything is written or started. The key holder, the server and every client
+run as separate ``secure-mor`` processes talking gRPC over mTLS on loopback ports, exactly as in a
+deployment; only the clients' reward-model training runs in this process (each still writes its own
+signed privacy ledger in its own kit). Every party's config is written from the recipe's settings
+objects (``kits``). Ctrl-C stops every process this started and leaves a readable partial report.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from secure_mor.simulate.kits import (
     connect_client,
     train_reward_models,
 )
-from secure_mor.simulate.preflight import check_recipe_data
 from secure_mor.simulate.processes import ProcessGroup
 from secure_mor.simulate.settings import SimulateConfig
 
@@ -74,15 +73,14 @@ class Simulation:
         self,
         config: SimulateConfig,
         out: Path,
+        splits: FederatedSplits,
         progress: Progress | None = None,
-        splits: FederatedSplits | None = None,
     ) -> None:
-        """``splits``: the recipe's data, already checked (``check_recipe_data``); loaded first if None."""
-        self.config, self.out = config, out.expanduser().resolve()
+        """``splits``: the recipe's data as ``check_recipe_data`` loaded and checked it."""
+        self.config, self.out, self.splits = config, out.expanduser().resolve(), splits
         self.progress = progress or (lambda phase, done, total, detail: None)
         self.state = SimulationState(self.out)
         self.group = ProcessGroup(self.out / "logs")
-        self._splits = splits
 
     def run(self) -> SimulationState:
         """Run every phase; on Ctrl-C stop all processes and return what was done."""
@@ -90,8 +88,6 @@ class Simulation:
 
         self.out.mkdir(parents=True, exist_ok=True)
         try:
-            if self._splits is None:
-                self._splits = self._phase("data", lambda: check_recipe_data(self.config))
             fed = self._phase(
                 "provision",
                 lambda: create_federation(self.out / "fed", self.config.client_names, force=True).root,
@@ -107,12 +103,6 @@ class Simulation:
         finally:
             self.group.stop_all()
         return self.state
-
-    @property
-    def splits(self) -> FederatedSplits:
-        """The recipe's data split (loaded and checked by the first phase)."""
-        assert self._splits is not None, "the data phase runs first"
-        return self._splits
 
     def _phase(self, name: str, work: Callable[[], Any]) -> Any:
         self.progress(name, 0, None, "")
@@ -172,7 +162,7 @@ class Simulation:
             base=base,
             run_dir=self.out / "run",
             run_id=f"sim-{int(time.time())}",
-            routing=str(config.routing),
+            routing=config.simulate.routing,
             secure=config.secure,
             listen=server_address,
             keyholder=keyholder_address,

@@ -7,7 +7,6 @@ it is one of these, or the file is refused naming the table.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,15 +47,6 @@ class SimulateConfig(Recipe):
             "router.w_max",
             f"{self.router.w_max} exceeds secure.w_max = {self.secure.w_max}",
         )
-
-    @property
-    def routing(self) -> RoutingSpec:
-        """``simulate.routing``, parsed."""
-        return RoutingSpec.parse(self.simulate.routing, self.client_names)
-
-    def quick(self) -> SimulateConfig:
-        """The same run at test size: the same code path, smaller numbers (``--quick``)."""
-        return dataclasses.replace(self, **self.quick_tables())  # type: ignore[arg-type]
 
 
 def load_simulate_config(path: Path | None) -> SimulateConfig:
