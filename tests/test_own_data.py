@@ -192,3 +192,19 @@ def test_images_that_do_not_decode_are_refused(tmp_path: Path, capsys: pytest.Ca
     config.write_text(DATA_TABLES.format(source=folder, cache=tmp_path))
     err = _refused(config, tmp_path / "o", capsys)
     assert "split 'foundation': row 0: the image (column 'image', data.columns.image) does not decode" in err
+
+
+def test_a_rerun_into_the_same_folder_starts_from_a_clean_run(square_vqa: Path, tmp_path: Path) -> None:
+    """A new kit's server cannot extend the old run's signed anchors log, so the old run goes first."""
+    from secure_mor.simulate.runner import RUN_OUTPUTS, Simulation
+    from secure_mor.simulate.settings import SimulateConfig
+
+    out = tmp_path / "sim"
+    (out / "run").mkdir(parents=True)
+    (out / "run" / "anchors.jsonl").write_text("{}\n")  # signed by the previous kit's server
+    (out / "report.md").write_text("old report\n")
+    (out / "mine.png").write_text("not the simulation's\n")
+    Simulation(SimulateConfig(), out, splits=None)._clear_previous_run()  # type: ignore[arg-type]
+    assert not (out / "run").exists()
+    assert not any((out / name).exists() for name in RUN_OUTPUTS)
+    assert (out / "mine.png").exists()  # only what a run writes is removed

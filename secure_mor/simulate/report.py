@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt
 from secure_mor.simulate.settings import SimulateConfig
 
 OVERALL = "overall"
+PLOTS = ("accuracy.png", "reward.png", "router.png", "router_by_kind.png", "secure_path.png", "privacy.png")
+"""Every plot the report can hold, written beside it."""
 TIMINGS = (
     "scoring_seconds",
     "encryption_seconds",
@@ -152,7 +154,8 @@ def _accuracy(out: Path, state: Any) -> list[str]:
         )
         axis.set_xticks(list(x), kinds)
         axis.set_ylabel("accuracy")
-        axis.legend()
+        axis.set_ylim(0, 1.18)  # room above the bars, so the legend never hides one
+        axis.legend(loc="upper center", ncol=2)
         lines += ["", f"![accuracy per kind]({_save(figure, out / 'accuracy.png')})"]
     return [*lines, ""]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import socket
 import time
 import warnings
@@ -31,10 +32,14 @@ from secure_mor.simulate.kits import (
     train_reward_models,
 )
 from secure_mor.simulate.processes import ProcessGroup
+from secure_mor.simulate.report import PLOTS
 from secure_mor.simulate.settings import SimulateConfig
 
 if TYPE_CHECKING:
     from secure_mor.data import FederatedSplits
+
+RUN_OUTPUTS = ("report.md", "clients.json", "base_eval.json", "audit.json", "audit.md", *PLOTS)
+"""The files a run writes at the top of ``out``; nothing else there is touched by a rerun."""
 
 Progress = Callable[[str, float, float | None, str], None]
 """Called with (phase, done, total or None, detail) as the run advances."""
@@ -87,6 +92,7 @@ class Simulation:
         from secure_mor.crypto.provision import create_federation
 
         self.out.mkdir(parents=True, exist_ok=True)
+        self._clear_previous_run()
         try:
             fed = self._phase(
                 "provision",
@@ -103,6 +109,16 @@ class Simulation:
         finally:
             self.group.stop_all()
         return self.state
+
+    def _clear_previous_run(self) -> None:
+        """Remove what an earlier run left in ``out``: its kit is replaced, so its run cannot go on.
+
+        (Its server's signed anchors log would refuse the new server's key, and its CSV logs and plots
+        would mix into this run's report.) The logs in ``out/logs`` are appended to, not removed.
+        """
+        shutil.rmtree(self.out / "run", ignore_errors=True)
+        for name in RUN_OUTPUTS:
+            (self.out / name).unlink(missing_ok=True)
 
     def _phase(self, name: str, work: Callable[[], Any]) -> Any:
         self.progress(name, 0, None, "")
