@@ -40,7 +40,8 @@ class GrpoSettings:
     gradient_checkpointing: bool = help_field(
         False,
         "Recompute activations in the backward pass (TRL's GRPOConfig turns it on by default). It saves "
-        "memory a tiny model does not need and costs time: benchmarks/grpo_throughput.py measures it.",
+        "memory a tiny model does not need and costs time: benchmarks/grpo_throughput.py --checkpointing "
+        "measures it.",
     )
     balance_kinds: bool = help_field(
         True,
