@@ -1,13 +1,14 @@
 """Public pretraining of the compact reward model: it learns on PUBLIC pairs before DP fine-tuning.
 
-Standard DP practice: pretrain on public data, fine-tune on private data under DP. The public data here
-is the federation's public splits — ``foundation`` (the base VLM's pretraining data), ``prompts`` (the
-server's GRPO prompts) and ``calibration`` (the router's calibration set) — which every party may read;
-a client's private shard is never touched. Training on public data costs no privacy budget: DP protects
-the private pairs, and a function of public data alone reveals nothing about them. The ledger records
-only the DP run on the private pairs; the model folder names the public recipe it started from.
+Standard DP practice: pretrain on public data, fine-tune on private data under DP. The public labelled
+data here is the ``foundation`` split — the base VLM's pretraining data, which every party may read and
+which can be made to hold few questions of the clients' domains (``data.foundation_per_kind``); the
+server's prompts and calibration answers are not used, and a client's private shard is never touched.
+Training on public data costs no privacy budget: DP protects the private pairs, and a function of public
+data alone reveals nothing about them. The ledger records only the DP run on the private pairs; the
+model folder names the public recipe it started from.
 
-Recipe: preference pairs built from the public splits exactly as a client builds its own (chosen = gold,
+Recipe: preference pairs built from the foundation split exactly as a client builds its own (chosen = gold,
 rejected = another answer of the same kind), at most ``public_pairs_per_kind`` per question kind (the
 public data is three-quarters yes/no questions; balancing the kinds teaches the encoder shapes as well),
 plus, for a share ``off_kind_share`` of them, a pair whose rejected answer is of another kind ("teal" to
@@ -37,7 +38,7 @@ from secure_mor.client.training import Progress
 from secure_mor.data import FederatedSplits, build_preference_pairs, dataset_fingerprint
 from secure_mor.data.preferences import answers_by_kind
 
-RECIPE_VERSION = 5
+RECIPE_VERSION = 6
 WEIGHTS = "compact_public.pt"
 RECIPE = "recipe.json"
 
@@ -58,8 +59,8 @@ class PublicRecipe:
     off_kind_share: float
     """Share of the public pairs repeated with a rejected answer of another kind."""
     data: str
-    """Content fingerprint of the public splits (foundation, prompts, calibration): their rows and image
-    bytes, not their path, so weights made from other data or another split are never reused."""
+    """Content fingerprint of the foundation split: its rows and image bytes, not its path, so weights
+    made from other data or another split are never reused."""
     version: int = RECIPE_VERSION
 
     @classmethod
@@ -74,9 +75,7 @@ class PublicRecipe:
             learning_rate=3e-3,
             seed=config.seed,
             off_kind_share=0.25,
-            data=":".join(
-                dataset_fingerprint(s) for s in (splits.foundation, splits.prompts, splits.calibration)
-            ),
+            data=dataset_fingerprint(splits.foundation),
         )
 
     @property
@@ -88,13 +87,14 @@ class PublicRecipe:
 def public_pairs(
     splits: FederatedSplits, pairs_per_kind: int, seed: int, off_kind_share: float = 0.0
 ) -> datasets.Dataset:
-    """Preference pairs of the public splits, at most ``pairs_per_kind`` per kind (0 = all).
+    """Preference pairs of the foundation split, at most ``pairs_per_kind`` per kind (0 = all).
 
-    With ``off_kind_share`` > 0, that share of the pairs is added again with an off-kind rejected answer.
+    Wrong answers are drawn from every public split's answers of the same kind (the answer vocabulary is
+    public). With ``off_kind_share`` > 0, that share of the pairs is added again with an off-kind
+    rejected answer.
     """
-    public = splits.public
-    vocabulary = answers_by_kind(public)
-    pairs = build_preference_pairs(public, seed=seed, vocabulary=vocabulary)
+    vocabulary = answers_by_kind(splits.public)
+    pairs = build_preference_pairs(splits.foundation, seed=seed, vocabulary=vocabulary)
     kinds = np.array(pairs["kind"])
     rng = np.random.default_rng(seed)
     keep = [

@@ -1,10 +1,11 @@
 """Router weights: one weight per rollout and client, rows summing to 1, none above ``w_max``.
 
 This router is secure-mor's own design (the MoR paper's abstract gives no router details):
-k-means clusters over the frozen reference's prompt features; each client's pairwise accuracy per
-cluster on a public calibration set (its "competence", K × C numbers, post-processing of its DP model
-on public inputs, so it costs no privacy budget); a small gate MLP on the features trained to
-reproduce softmax(competence[:, cluster] / τ); at use, a uniform floor λ and a cap at ``w_max``.
+k-means clusters over the standardised prompt features of the frozen reference; each client's pairwise
+accuracy per cluster on a public calibration set (its "competence", K × C numbers, post-processing of
+its DP model on public inputs, so it costs no privacy budget), shrunk towards chance by a prior of a few
+pairs; a small gate MLP on the features trained to reproduce softmax(competence[:, cluster] / τ); at
+use, a uniform floor λ and a cap at ``w_max``.
 Baselines (uniform, one client) produce weights through the same ``Routing`` interface.
 """
 
@@ -22,6 +23,10 @@ from sklearn.cluster import KMeans
 
 from secure_mor.server.errors import RoutingError
 from secure_mor.server.settings import RouterConfig
+
+ROUTER_FORMAT = 2
+"""Version of ``router.json``: 2 = k-means on standardised last-token features. A router saved in
+another format was fitted on other features, so a resumed run refuses it rather than misroute."""
 
 
 def cap_weights(weights: np.ndarray, w_max: float) -> np.ndarray:
@@ -110,7 +115,7 @@ class LearnedRouting(Routing):
     def __init__(self, config: RouterConfig, clients: Sequence[str], centroids: np.ndarray) -> None:
         self.config = config
         self.clients = tuple(clients)
-        self.centroids = np.asarray(centroids, dtype=np.float32)  # (C, H)
+        self.centroids = np.asarray(centroids, dtype=np.float32)  # (C, H), in standardised features
         self.mean = np.zeros(self.centroids.shape[1], np.float32)
         self.scale = np.ones(self.centroids.shape[1], np.float32)
         self.competence = np.full((len(self.clients), len(self.centroids)), 0.5)  # (K, C)
@@ -124,9 +129,12 @@ class LearnedRouting(Routing):
         """Cluster the calibration prompts; return the router and each prompt's cluster id."""
         if len(features) < config.clusters:
             raise RoutingError(f"{len(features)} calibration prompts for {config.clusters} clusters")
-        kmeans = KMeans(n_clusters=config.clusters, n_init=4, random_state=config.seed).fit(features)
+        mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+        standardised = (features - mean) / scale
+        # Unstandardised, a few large hidden dimensions decide the clusters; restarts avoid a poor optimum.
+        kmeans = KMeans(n_clusters=config.clusters, n_init=10, random_state=config.seed).fit(standardised)
         router = cls(config, clients, kmeans.cluster_centers_)
-        router.mean, router.scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+        router.mean, router.scale = mean.astype(np.float32), scale.astype(np.float32)
         return router, kmeans.labels_.astype(np.int64)
 
     def fit(self, features: np.ndarray, clusters: np.ndarray, competence: np.ndarray) -> float:
@@ -165,6 +173,7 @@ class LearnedRouting(Routing):
         """Write the router (config, clients, centroids, competence, gate weights) to ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
         state = {
+            "format": ROUTER_FORMAT,
             "config": asdict(self.config),
             "clients": list(self.clients),
             "centroids": self.centroids.tolist(),
@@ -180,6 +189,11 @@ class LearnedRouting(Routing):
         """Read a router that ``save`` wrote."""
         try:
             state = json.loads((folder / "router.json").read_text())
+            if state.get("format") != ROUTER_FORMAT:
+                raise RoutingError(
+                    f"{folder / 'router.json'} is in router format {state.get('format', 1)}, this version "
+                    f"reads format {ROUTER_FORMAT} (other prompt features); start a new run folder"
+                )
             router = cls(RouterConfig(**state["config"]), state["clients"], np.array(state["centroids"]))
             router.mean = np.array(state["mean"], np.float32)
             router.scale = np.array(state["scale"], np.float32)

@@ -72,7 +72,14 @@ class RouterConfig:
     w_max: float = help_field(0.75, "Largest weight any client may get (the key holder enforces it).")
     hidden: int = help_field(64, "Width of the gate MLP's hidden layer.")
     epochs: int = help_field(300, "Full-batch training epochs of the gate.")
-    calibration_items: int = help_field(256, "Public calibration pairs sent to the clients.")
+    calibration_items: int = help_field(
+        768, "Public calibration pairs sent to the clients, split evenly over the question kinds."
+    )
+    prior_pairs: float = help_field(
+        8.0,
+        "Competence prior: each cluster's accuracy is shrunk towards chance (0.5) as if this many pairs "
+        "had been answered at chance, so a small cluster cannot carry a strong weight.",
+    )
     seed: int = help_field(0, "Seed of k-means, the calibration pairs and the gate's initialisation.")
 
     def __post_init__(self) -> None:
@@ -82,6 +89,7 @@ class RouterConfig:
         require(0 < self.w_max <= 1, "w_max", f"expected a number in (0, 1], found {self.w_max}")
         require(self.hidden >= 1, "hidden", f"expected an integer ≥ 1, found {self.hidden}")
         require(self.epochs >= 1, "epochs", f"expected an integer ≥ 1, found {self.epochs}")
+        require(self.prior_pairs >= 0, "prior_pairs", f"expected a number ≥ 0, found {self.prior_pairs}")
         require(
             self.calibration_items >= self.clusters,
             "calibration_items",

@@ -23,7 +23,7 @@ from secure_mor.data import (
     make_splits,
 )
 from secure_mor.data.sources import load_easy_vqa
-from secure_mor.errors import DataError
+from secure_mor.errors import ConfigError, DataError
 
 TOY_COLUMNS = ColumnMap(image="img", question="q", answer="a", kind="type")
 
@@ -55,6 +55,36 @@ def test_by_kind_gives_one_client_per_kind(easy_splits: FederatedSplits) -> None
         assert set(shard["kind"]) == {name}
     sizes = [len(shard) for shard in easy_splits.clients.values()]
     assert max(sizes) < 1.5 * min(sizes), f"shards should hold similar numbers of questions: {sizes}"
+
+
+def test_shared_images_give_each_client_every_question_of_its_kind(easy_splits: FederatedSplits) -> None:
+    shared = load_splits(DataConfig(clients=ClientSplit(images="shared")))
+    pool = set().union(*(set(shard["image_id"]) for shard in shared.clients.values()))
+    assert pool >= set().union(*(image_sets(easy_splits)[f"client:{k}"] for k in easy_splits.clients))
+    public_and_test = set().union(
+        *(image_sets(shared)[s] for s in ("foundation", "prompts", "calibration", "test"))
+    )
+    assert not pool & public_and_test
+    questions = [
+        {(i, q) for i, q in zip(s["image_id"], s["question"], strict=True)} for s in shared.clients.values()
+    ]
+    assert all(not a & b for a, b in itertools.combinations(questions, 2)), "no question in two shards"
+    for name, shard in shared.clients.items():
+        assert set(shard["kind"]) == {name}
+        assert len(shard) > 2 * len(easy_splits.clients[name])  # its kind on every pool image, not a third
+
+
+def test_foundation_per_kind_caps_only_the_named_kinds(easy_splits: FederatedSplits) -> None:
+    capped = load_splits(DataConfig(foundation_per_kind={"color": 40, "shape": 0}))
+    counts = Counter(capped.foundation["kind"])
+    assert counts == {"color": 40, "yesno": Counter(easy_splits.foundation["kind"])["yesno"]}
+    assert set(capped.foundation["image_id"]) <= set(easy_splits.foundation["image_id"])
+    for name in ("prompts", "calibration", "test", *(f"client:{k}" for k in capped.clients)):
+        assert list(capped.named()[name]["question"]) == list(easy_splits.named()[name]["question"])
+    with pytest.raises(DataError, match="names kind\\(s\\) 'colour'"):
+        load_splits(DataConfig(foundation_per_kind={"colour": 40}))
+    with pytest.raises(ConfigError, match=r"foundation_per_kind\.color"):
+        DataConfig(foundation_per_kind={"color": -1})
 
 
 def test_splits_are_deterministic_and_depend_on_the_seed(easy_splits: FederatedSplits) -> None:

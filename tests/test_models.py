@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from sklearn.cluster import KMeans
 
 from secure_mor.data import DataConfig, FederatedSplits
 from secure_mor.errors import ConfigError, ModelError
 from secure_mor.models.evaluate import TextOnlyBaseline, balanced_rows, evaluate_vlm, sample_rows
 from secure_mor.models.factory import Vlm, build_tiny_vlm, load_vlm, save_vlm
+from secure_mor.models.features import prompt_features
 from secure_mor.models.presets import PRESETS, VlmPreset
 from secure_mor.models.pretrain import MANIFEST, BaseConfig, BasePretrainer, PretrainConfig
 from secure_mor.models.processor import ImageOnlyQwen2VLProcessor
@@ -85,24 +89,47 @@ def test_load_vlm_gives_clear_errors(tmp_path: Path) -> None:
         load_vlm(tmp_path / "empty")
 
 
-def test_pretraining_lowers_the_loss_and_saves_a_loadable_model(
-    tmp_path: Path, easy_splits: FederatedSplits
-) -> None:
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float], int]:
+    """A 40-step base: its folder, its losses and the steps it reports."""
+    folder = tmp_path_factory.mktemp("pretrained") / "base"
     config = BaseConfig(data=DataConfig(), pretrain=PretrainConfig(steps=40, batch_size=32, warmup_steps=5))
     losses: list[float] = []
-    result = BasePretrainer(config).run(tmp_path / "base", progress=lambda s, n, loss: losses.append(loss))
-    assert result.steps == 40
+    result = BasePretrainer(config).run(folder, progress=lambda s, n, loss: losses.append(loss))
+    return folder, losses, result.steps
+
+
+def test_pretraining_lowers_the_loss_and_saves_a_loadable_model(
+    pretrained: tuple[Path, list[float], int], easy_splits: FederatedSplits
+) -> None:
+    folder, losses, steps = pretrained
+    assert steps == 40
     assert len(losses) == 40
     assert losses[-1] < 0.6 * losses[0], (
         f"loss should fall during pretraining: {losses[0]:.2f} → {losses[-1]:.2f}"
     )
-    manifest = json.loads((tmp_path / "base" / MANIFEST).read_text())
+    manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["config"]["pretrain"]["steps"] == 40
-    vlm = load_vlm(tmp_path / "base")
+    vlm = load_vlm(folder)
     test = easy_splits.test.select(sample_rows(len(easy_splits.test), 48, seed=0))
     result_eval = evaluate_vlm(vlm, test, TextOnlyBaseline(easy_splits.foundation), batch_size=16)
     assert result_eval.scores["overall"].questions == 48
     assert sum(s.questions for k, s in result_eval.scores.items() if k != "overall") == 48
+
+
+def test_prompt_features_separate_question_kinds(
+    pretrained: tuple[Path, list[float], int], easy_splits: FederatedSplits
+) -> None:
+    """The router's φ (last-token state of the reference) puts prompts of one kind in their own clusters."""
+    vlm = load_vlm(pretrained[0])
+    test = easy_splits.test.select(balanced_rows(easy_splits.test["kind"], 90, seed=0))
+    phi = prompt_features(vlm, test["image"], test["question"], batch_size=32)
+    assert phi.shape == (90, vlm.model.config.text_config.hidden_size)
+    standardised = (phi - phi.mean(axis=0)) / (phi.std(axis=0) + 1e-6)
+    labels = KMeans(n_clusters=3, n_init=10, random_state=0).fit(standardised).labels_
+    kinds = np.array(test["kind"])
+    majority = sum(Counter(kinds[labels == c]).most_common(1)[0][1] for c in set(labels.tolist()))
+    assert majority / len(kinds) >= 0.9, f"cluster purity {majority / len(kinds):.2f}"
 
 
 def test_text_only_baseline_scores_high_on_yes_no_and_low_on_colour(easy_splits: FederatedSplits) -> None:

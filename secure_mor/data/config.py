@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from secure_mor.config import help_field, nested, require
@@ -51,6 +53,11 @@ class ClientSplit:
     count: int = help_field(3, "Number of clients in 'dirichlet' mode (by-kind: one per kind).")
     alpha: float = help_field(0.5, "Dirichlet concentration: small = each client sees few kinds.")
     names: tuple[str, ...] = help_field((), "Client names in order; default: the kinds, or client-0, ….")
+    images: Literal["disjoint", "shared"] = help_field(
+        "disjoint",
+        "by-kind: 'disjoint' gives each client its own images; 'shared' gives each client every question "
+        "of its kind on all of the client pool's images (the shards share images, never a question).",
+    )
 
     def __post_init__(self) -> None:
         require(self.count >= 1, "count", f"expected an integer ≥ 1, found {self.count}")
@@ -74,7 +81,21 @@ class DataConfig:
     columns: ColumnMap = nested(ColumnMap, "Column mapping for sources other than easy-vqa.")
     fractions: Fractions = nested(Fractions, "Shares of training images per split.")
     clients: ClientSplit = nested(ClientSplit, "How client shards are formed.")
+    foundation_per_kind: Mapping[str, int] = help_field(
+        MappingProxyType({}),
+        "Most questions of a kind kept in the foundation split (a table kind = count; the others of that "
+        "kind are left unused); a kind not named keeps all. How little of the clients' domains is public.",
+    )
     seed: int = help_field(0, "Seed of the split; the same seed always gives the same split.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "foundation_per_kind", MappingProxyType(dict(self.foundation_per_kind)))
+        for kind, limit in self.foundation_per_kind.items():
+            require(
+                isinstance(limit, int) and limit >= 0,
+                f"foundation_per_kind.{kind}",
+                f"expected an integer ≥ 0, found {limit!r}",
+            )
 
     def resolve_paths(self, base: Path) -> DataConfig:
         """``source`` as a config file in ``base`` means it: a local path resolves against that folder.

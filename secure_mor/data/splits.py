@@ -3,7 +3,9 @@
 Images (not questions) are shuffled with the seed and cut by the configured fractions, so no image is
 in two splits. The client pool is then shared out: ``by-kind`` gives each client the questions of one
 kind on its own images, with image shares inversely proportional to how many questions of that kind an
-image carries (so the shards hold similar numbers of questions); ``dirichlet`` splits the pool's images
+image carries (so the shards hold similar numbers of questions) — or, with ``clients.images =
+"shared"``, every question of its kind on all of the pool's images (the shards then share images but
+never a question, and still no public or test image); ``dirichlet`` splits the pool's images
 evenly, draws a kind mixture p_k ~ Dir(alpha) per client and keeps a
 question of kind c on client k's images with probability p_k[c] / max(p_k).
 """
@@ -77,7 +79,31 @@ def make_splits(
     clients = _client_shards(train, groups[3], by_image, config, rng)
     held_out = test if test is not None else train.select(_rows(groups[4], by_image))
     foundation, prompts, calibration = parts
+    foundation = _limit_kinds(foundation, config)
     return FederatedSplits(foundation, prompts, calibration, MappingProxyType(clients), held_out)
+
+
+def _limit_kinds(foundation: datasets.Dataset, config: DataConfig) -> datasets.Dataset:
+    """The foundation split with at most ``foundation_per_kind[kind]`` questions of each named kind."""
+    limits = config.foundation_per_kind
+    if not limits:
+        return foundation
+    kinds = np.array(foundation["kind"])
+    unknown = sorted(set(limits) - set(kinds.tolist()))
+    if unknown:
+        raise DataError(
+            f"data.foundation_per_kind names kind(s) {', '.join(map(repr, unknown))}; the foundation split "
+            f"holds {', '.join(map(repr, sorted(set(kinds.tolist()))))}"
+        )
+    rng = np.random.default_rng([config.seed, 1])  # its own stream: the client shards stay as without it
+    keep = [
+        row
+        for kind in sorted(set(kinds.tolist()))
+        for row in rng.permutation(np.flatnonzero(kinds == kind))[: limits.get(kind, len(kinds))].tolist()
+    ]
+    if not keep:
+        raise DataError("data.foundation_per_kind leaves the foundation split empty")
+    return foundation.select(sorted(keep))
 
 
 def _cut(order: np.ndarray, shares: Sequence[float]) -> list[np.ndarray]:
@@ -113,7 +139,10 @@ def _client_shards(
         raise DataError(
             f"clients.names has {len(names)} name(s) but the {split.mode} split makes {count} client(s)"
         )
-    if split.mode == "by-kind":
+    if split.mode == "by-kind" and split.images == "shared":
+        keep = np.eye(len(kinds))
+        parts = [pool] * len(kinds)
+    elif split.mode == "by-kind":
         keep = np.eye(len(kinds))
         counts = Counter(kinds_of_rows[row] for row in _rows(pool, by_image))
         per_kind = np.array([counts[kind] for kind in kinds])
