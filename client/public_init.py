@@ -2,7 +2,7 @@
 
 Standard DP practice: pretrain on public data, fine-tune on private data under DP. The public labelled
 data here is the ``foundation`` split — the base VLM's pretraining data, which every party may read and
-which can be made to hold few questions of the clients' domains (``data.foundation_per_kind``); the
+which can be made to hold few questions of the clients' domains (``data.foundation_limits``); the
 server's prompts and calibration answers are not used, and a client's private shard is never touched.
 Training on public data costs no privacy budget: DP protects the private pairs, and a function of public
 data alone reveals nothing about them. The ledger records only the DP run on the private pairs; the

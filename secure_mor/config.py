@@ -8,7 +8,6 @@ an integer > 0, found -3``. Field help lives in ``field(metadata={"help": ...})`
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import tomllib
 import types
@@ -24,16 +23,9 @@ T = TypeVar("T")
 def help_field(default: Any, help: str) -> Any:
     """Declare a config field with a default and its help text (shown in docs and error messages)."""
     if isinstance(default, list | dict | set):
-        raise TypeError(
-            "config fields must be immutable: use a tuple, a MappingProxyType or a nested dataclass"
-        )
+        raise TypeError("config fields must be immutable: use a tuple or a nested dataclass")
     if dataclasses.is_dataclass(default) and isinstance(default, type):
         return dataclasses.field(default_factory=default, metadata={"help": help})
-    if isinstance(default, types.MappingProxyType):  # a read-only table; dataclasses want a factory
-        frozen = dict(default)
-        return dataclasses.field(
-            default_factory=lambda: types.MappingProxyType(frozen), metadata={"help": help}
-        )
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -179,7 +171,7 @@ def _convert(tp: Any, value: Any, name: str, base: Path | None) -> Any:
         args = get_args(tp)
         item_type = args[0] if len(args) == 2 and args[1] is Ellipsis else Any
         return tuple(_convert(item_type, v, f"{name}[{i}]", base) for i, v in enumerate(value))
-    if origin in (dict, typing.Mapping, collections.abc.Mapping, types.MappingProxyType) or tp is dict:
+    if origin is dict or tp is dict or origin is typing.Mapping or origin is types.MappingProxyType:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a table, found {_kind(value)}")
         value_type = get_args(tp)[1] if get_args(tp) else Any

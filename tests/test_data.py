@@ -17,6 +17,7 @@ from secure_mor.data import (
     ColumnMap,
     DataConfig,
     FederatedSplits,
+    KindLimit,
     build_preference_pairs,
     load_hf_vqa,
     load_splits,
@@ -74,17 +75,19 @@ def test_shared_images_give_each_client_every_question_of_its_kind(easy_splits: 
         assert len(shard) > 2 * len(easy_splits.clients[name])  # its kind on every pool image, not a third
 
 
-def test_foundation_per_kind_caps_only_the_named_kinds(easy_splits: FederatedSplits) -> None:
-    capped = load_splits(DataConfig(foundation_per_kind={"color": 40, "shape": 0}))
+def test_foundation_limits_cap_only_the_named_kinds(easy_splits: FederatedSplits) -> None:
+    capped = load_splits(DataConfig(foundation_limits=(KindLimit("color", 40), KindLimit("shape", 0))))
     counts = Counter(capped.foundation["kind"])
     assert counts == {"color": 40, "yesno": Counter(easy_splits.foundation["kind"])["yesno"]}
     assert set(capped.foundation["image_id"]) <= set(easy_splits.foundation["image_id"])
     for name in ("prompts", "calibration", "test", *(f"client:{k}" for k in capped.clients)):
         assert list(capped.named()[name]["question"]) == list(easy_splits.named()[name]["question"])
-    with pytest.raises(DataError, match="names kind\\(s\\) 'colour'"):
-        load_splits(DataConfig(foundation_per_kind={"colour": 40}))
-    with pytest.raises(ConfigError, match=r"foundation_per_kind\.color"):
-        DataConfig(foundation_per_kind={"color": -1})
+    with pytest.raises(DataError, match=r"names kind\(s\) 'colour'"):
+        load_splits(DataConfig(foundation_limits=(KindLimit("colour", 40),)))
+    with pytest.raises(ConfigError, match="questions"):
+        KindLimit("color", -1)
+    with pytest.raises(ConfigError, match="limited twice"):
+        DataConfig(foundation_limits=(KindLimit("color", 4), KindLimit("color", 5)))
 
 
 def test_splits_are_deterministic_and_depend_on_the_seed(easy_splits: FederatedSplits) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from secure_mor.data.config import ClientSplit, ColumnMap, DataConfig, Fractions
+from secure_mor.data.config import ClientSplit, ColumnMap, DataConfig, Fractions, KindLimit
 
 if TYPE_CHECKING:
     from secure_mor.data.fingerprint import dataset_fingerprint
@@ -43,6 +43,7 @@ __all__ = [
     "DataConfig",
     "FederatedSplits",
     "Fractions",
+    "KindLimit",
     "answers_by_kind",
     "build_preference_pairs",
     "dataset_fingerprint",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Literal
 
 from secure_mor.config import help_field, nested, require
@@ -66,6 +64,17 @@ class ClientSplit:
 
 
 @dataclass(frozen=True)
+class KindLimit:
+    """At most ``questions`` questions of ``kind`` in the foundation split; the others are left unused."""
+
+    kind: str = help_field("color", "The question kind.")
+    questions: int = help_field(100, "Most questions of that kind kept in the foundation split.")
+
+    def __post_init__(self) -> None:
+        require(self.questions >= 0, "questions", f"expected an integer ≥ 0, found {self.questions}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Source, column mapping and seeded split of the VQA data (the ``[data]`` table of a config)."""
 
@@ -81,21 +90,15 @@ class DataConfig:
     columns: ColumnMap = nested(ColumnMap, "Column mapping for sources other than easy-vqa.")
     fractions: Fractions = nested(Fractions, "Shares of training images per split.")
     clients: ClientSplit = nested(ClientSplit, "How client shards are formed.")
-    foundation_per_kind: Mapping[str, int] = help_field(
-        MappingProxyType({}),
-        "Most questions of a kind kept in the foundation split (a table kind = count; the others of that "
-        "kind are left unused); a kind not named keeps all. How little of the clients' domains is public.",
+    foundation_limits: tuple[KindLimit, ...] = help_field(
+        (),
+        "[[data.foundation_limits]] tables (kind, questions): how little of the clients' domains is public.",
     )
     seed: int = help_field(0, "Seed of the split; the same seed always gives the same split.")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "foundation_per_kind", MappingProxyType(dict(self.foundation_per_kind)))
-        for kind, limit in self.foundation_per_kind.items():
-            require(
-                isinstance(limit, int) and limit >= 0,
-                f"foundation_per_kind.{kind}",
-                f"expected an integer ≥ 0, found {limit!r}",
-            )
+        kinds = [limit.kind for limit in self.foundation_limits]
+        require(len(set(kinds)) == len(kinds), "foundation_limits", f"a kind is limited twice: {kinds}")
 
     def resolve_paths(self, base: Path) -> DataConfig:
         """``source`` as a config file in ``base`` means it: a local path resolves against that folder.

@@ -84,25 +84,26 @@ def make_splits(
 
 
 def _limit_kinds(foundation: datasets.Dataset, config: DataConfig) -> datasets.Dataset:
-    """The foundation split with at most ``foundation_per_kind[kind]`` questions of each named kind."""
-    limits = config.foundation_per_kind
+    """The foundation split with at most ``questions`` of each kind that ``foundation_limits`` names."""
+    limits = {limit.kind: limit.questions for limit in config.foundation_limits}
     if not limits:
         return foundation
     kinds = np.array(foundation["kind"])
-    unknown = sorted(set(limits) - set(kinds.tolist()))
+    present = sorted(set(kinds.tolist()))
+    unknown = sorted(set(limits) - set(present))
     if unknown:
         raise DataError(
-            f"data.foundation_per_kind names kind(s) {', '.join(map(repr, unknown))}; the foundation split "
-            f"holds {', '.join(map(repr, sorted(set(kinds.tolist()))))}"
+            f"data.foundation_limits names kind(s) {', '.join(map(repr, unknown))}; the foundation split "
+            f"holds {', '.join(map(repr, present))}"
         )
     rng = np.random.default_rng([config.seed, 1])  # its own stream: the client shards stay as without it
     keep = [
         row
-        for kind in sorted(set(kinds.tolist()))
+        for kind in present
         for row in rng.permutation(np.flatnonzero(kinds == kind))[: limits.get(kind, len(kinds))].tolist()
     ]
     if not keep:
-        raise DataError("data.foundation_per_kind leaves the foundation split empty")
+        raise DataError("data.foundation_limits leaves the foundation split empty")
     return foundation.select(sorted(keep))
 
 
