@@ -18,6 +18,7 @@ from secure_mor.client.config import ClientConfig
 from secure_mor.client.errors import ClientError
 from secure_mor.client.ledger import PrivacyLedger
 from secure_mor.client.public_init import StateDict, public_state
+from secure_mor.client.reward_model import RewardModel, build_reward_model
 from secure_mor.client.training import Progress, TrainResult, train_reward_model
 from secure_mor.crypto.signing import SigningKey
 from secure_mor.data import FederatedSplits, build_preference_pairs, load_splits
@@ -71,6 +72,19 @@ def public_start(
     if rm.architecture != "compact" or not rm.public_pretraining:
         return None, None
     return public_state(rm, splits, progress)
+
+
+def start_model(config: ClientConfig, splits: FederatedSplits) -> RewardModel:
+    """The reward model that private training starts from: public weights only, no private pair seen.
+
+    A compact model with public pretraining starts from its public weights; any other starts untrained.
+    Measuring it beside the trained model shows what the private data added.
+    """
+    model = build_reward_model(config.reward_model, texts=list(splits.foundation["question"]))
+    state, _ = public_start(config, splits)
+    if state is not None:
+        model.module.load_state_dict(state)
+    return model
 
 
 def train_from_config(

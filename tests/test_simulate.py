@@ -74,6 +74,9 @@ def test_simulate_quick_trains_audits_and_reports(
         assert set(ranking) == {"color", "shape", "yesno"}
         assert all(0.0 <= v <= 1.0 for v in ranking.values())
     assert clients["color"]["ranking_top1"]["color"] > 1 / 8  # the colour client beats chance on colours
+    # Its public-only start is measured beside it, so the report shows what the private data added.
+    assert set(clients["color"]["ranking_top1_start"]) == {"color", "shape", "yesno"}
+    assert "| color | color | " in report.split("What the private data added")[1]
     best = max(clients, key=lambda name: clients[name]["heldout_accuracy"])
     assert f"Most accurate client: {best} " in report
     assert after[best]["expected_accuracy"] > base[best]["expected_accuracy"] + 0.01

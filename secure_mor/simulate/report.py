@@ -108,7 +108,29 @@ def _rankings(state: Any) -> list[str]:
     for name, per_kind in rankings.items():
         cells = [f"{per_kind[k]:.1%}" if k in per_kind else "–" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*lines, "", *_private_gain(state, rankings)]
+
+
+def _private_gain(state: Any, rankings: dict[str, dict[str, float]]) -> list[str]:
+    """Per client, top-1 on its own shard's kind: public-only start against after private training."""
+    rows = []
+    for name, per_kind in rankings.items():
+        client = state.clients[name]
+        kind, start = client.get("shard", name), client.get("ranking_top1_start", {})
+        if kind in per_kind and kind in start:
+            gain = 100 * (per_kind[kind] - start[kind])
+            rows.append(f"| {name} | {kind} | {start[kind]:.1%} | {per_kind[kind]:.1%} | {gain:+.1f} |")
+    if not rows:
+        return []
+    return [
+        "What the private data added: the same top-1 accuracy on the client's own kind, from the model",
+        "private training starts from (public weights only, or untrained) and after it:",
+        "",
+        "| client | kind | public start | after private training | gain (points) |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _accuracy(out: Path, state: Any) -> list[str]:
