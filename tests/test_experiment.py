@@ -161,6 +161,11 @@ batch_size = 4
     text = (out / "results.md").read_text()
     assert "| router |" in text
     assert "text-only baseline" in text
+    # what each client knows (its own kind from public start to trained) and the router's weight matrix
+    knows = text.split("## What each client's reward model knows")[1].split("\n## ")[0]
+    assert "### ε = 3" in knows and "| color | " in knows and " → " in knows
+    matrix = text.split("## The router's mean weight per client")[1].split("\n## ")[0]
+    assert all(f"| {kind} | " in matrix for kind in weights)
 
 
 def test_resuming_with_other_cell_settings_is_refused_but_a_larger_grid_is_not(tmp_path: Path) -> None:

@@ -94,9 +94,10 @@ def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Pat
         *_claim(config, summary, "overall", "greedy"),
         *_claim(config, summary, "expected_overall", "expected"),
         "",
-        "## Per question kind",
-        "",
     ]
+    lines += _rankings(config)
+    lines += _router_table(results)
+    lines += ["## Per question kind", ""]
     baseline = _text_only(out, results)
     for epsilon in config.epsilons:
         lines += [f"### ε = {format_epsilon(epsilon)}, greedy", ""]
@@ -107,6 +108,65 @@ def write_report(config: ExperimentConfig, results: Sequence[CellResult]) -> Pat
     path = out / "results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _rankings(config: ExperimentConfig) -> list[str]:
+    """Per ε, each client's top-1 ranking accuracy per kind (mean over seeds), and its own kind's gain.
+
+    Read from each (ε, seed) kit's ``reward_models.json``; the public start is the model before any
+    private pair (public weights, or untrained).
+    """
+    lines: list[str] = []
+    for epsilon in config.epsilons:
+        runs = [
+            json.loads(path.read_text())
+            for seed in config.seeds
+            if (
+                path := config.out
+                / "kits"
+                / f"eps-{format_epsilon(epsilon)}_seed-{seed}"
+                / "reward_models.json"
+            ).exists()
+        ]
+        runs = [r for r in runs if all("ranking_top1" in c for c in r.values())]
+        if not runs:
+            continue
+        names = list(runs[0])
+        kinds = sorted({k for c in runs[0].values() for k in c["ranking_top1"]})
+        lines += [
+            f"### ε = {format_epsilon(epsilon)}: top-1 of the gold answer among its kind's answers "
+            f"({len(runs)} seed(s))",
+            "",
+            "| client | " + " | ".join(kinds) + " | own kind: public start → trained |",
+            "|---|" + "---|" * (len(kinds) + 1),
+        ]
+        for name in names:
+            trained = {k: statistics.fmean(r[name]["ranking_top1"][k] for r in runs) for k in kinds}
+            own = runs[0][name].get("shard", name)
+            gain = "–"
+            if own in kinds:
+                start = statistics.fmean(r[name]["ranking_top1_start"][own] for r in runs)
+                gain = f"{start:.1%} → {trained[own]:.1%} ({100 * (trained[own] - start):+.1f})"
+            lines.append(f"| {name} | " + " | ".join(f"{trained[k]:.1%}" for k in kinds) + f" | {gain} |")
+        lines.append("")
+    return ["## What each client's reward model knows", "", *lines] if lines else []
+
+
+def _router_table(results: Sequence[CellResult]) -> list[str]:
+    """The MoR router's mean weight per client on prompts of each kind (all ε and seeds)."""
+    weights = _router_weights(results)
+    if not weights:
+        return []
+    clients = sorted({c for per_kind in weights.values() for c in per_kind})
+    lines = [
+        "## The router's mean weight per client, by prompt kind (all ε and seeds)",
+        "",
+        "| prompt kind | " + " | ".join(clients) + " |",
+        "|---|" + "---|" * len(clients),
+    ]
+    for kind in sorted(weights):
+        lines.append(f"| {kind} | " + " | ".join(f"{weights[kind].get(c, 0.0):.3f}" for c in clients) + " |")
+    return [*lines, ""]
 
 
 def _kinds(results: Sequence[CellResult]) -> tuple[str, ...]:

@@ -140,10 +140,12 @@ def train_reward_models(
     """Train each client's reward model in its kit, as its config (written from ``recipe``) says.
 
     ``splits`` is ``recipe.data``'s split, loaded once by the caller. Each training appends to that
-    client's signed privacy ledger. Returns a summary per client.
+    client's signed privacy ledger. Returns a summary per client, with the top-1 ranking accuracy per
+    kind of the trained model and of the public-only model its training started from.
     """
     from secure_mor.client.config import load_client_config
-    from secure_mor.client.run import train_from_config
+    from secure_mor.client.run import start_model, train_from_config
+    from secure_mor.simulate.competence import ranking_accuracy
 
     summary: dict[str, dict[str, Any]] = {}
     for spec in recipe.clients:
@@ -153,7 +155,10 @@ def train_reward_models(
             if progress is not None:
                 progress(name, step, total, loss)
 
-        result, _ = train_from_config(load_client_config(path), progress=report, splits=splits)
+        config = load_client_config(path)
+        result, _ = train_from_config(config, progress=report, splits=splits)
+        models = {"trained": result.model, "start": start_model(config, splits)}
+        ranking = ranking_accuracy(models, splits)
         summary[spec.name] = {
             "architecture": spec.architecture,
             "shard": spec.data_shard,
@@ -161,5 +166,7 @@ def train_reward_models(
             "epsilon": result.epsilon,
             "seconds": result.seconds,
             "pairs": result.dataset_size,
+            "ranking_top1": ranking["trained"],
+            "ranking_top1_start": ranking["start"],
         }
     return summary

@@ -151,24 +151,7 @@ class Simulation:
                 progress=report,
             )
         )
-        self.progress("reward models", 0, None, "ranking accuracy per kind")
-        trained, start = self._rankings(fed)
-        for name in self.config.client_names:
-            self.state.clients[name]["ranking_top1"] = trained[name]
-            self.state.clients[name]["ranking_top1_start"] = start[name]
         (self.out / "clients.json").write_text(json.dumps(self.state.clients, indent=2) + "\n")
-
-    def _rankings(self, fed: Path) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-        """Top-1 ranking accuracy per kind of each trained reward model and of its public-only start."""
-        from secure_mor.client.config import load_client_config
-        from secure_mor.client.reward_model import load_reward_model
-        from secure_mor.client.run import start_model
-        from secure_mor.simulate.competence import ranking_accuracy
-
-        configs = {name: load_client_config(client_toml(fed, name)) for name in self.config.client_names}
-        trained = {name: load_reward_model(c.reward_model.out) for name, c in configs.items()}
-        start = {name: start_model(c, self.splits) for name, c in configs.items()}
-        return ranking_accuracy(trained, self.splits), ranking_accuracy(start, self.splits)
 
     def _federation(self, fed: Path, base: Path) -> None:
         config = self.config
