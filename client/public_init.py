@@ -38,7 +38,7 @@ from secure_mor.client.training import Progress
 from secure_mor.data import FederatedSplits, build_preference_pairs, dataset_fingerprint
 from secure_mor.data.preferences import answers_by_kind
 
-RECIPE_VERSION = 6
+RECIPE_VERSION = 7
 WEIGHTS = "compact_public.pt"
 RECIPE = "recipe.json"
 

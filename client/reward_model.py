@@ -35,7 +35,7 @@ from secure_mor.models.presets import PRESETS
 
 META_FILE = "reward_model.json"
 WEIGHTS_FILE = "weights.pt"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
