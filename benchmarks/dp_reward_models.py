@@ -82,7 +82,7 @@ def setup(arch: str, shard: str, seed: int, args: argparse.Namespace, mode: str 
         else TrainingConfig(
             grad_sample_mode=mode,  # type: ignore[arg-type]
             epochs=args.epochs or TrainingConfig().epochs,
-            learning_rate=args.learning_rate or TrainingConfig().learning_rate,
+            learning_rate=args.learning_rate or None,
         )
     )
     config = ClientConfig(federation=FederationConfig(identity="client:bench"), reward_model=model)

@@ -88,7 +88,11 @@ class TrainingConfig:
         128, "Expected logical batch size, in pairs (sample rate = batch / dataset)."
     )
     physical_batch_size: int = help_field(128, "Largest batch held in memory at once (BatchMemoryManager).")
-    learning_rate: float = help_field(1e-2, "Adam learning rate.")
+    learning_rate: float | None = help_field(
+        None,
+        "Adam learning rate; unset = the architecture's default (compact 1e-2, lora-vlm 1e-3: at 1e-2 "
+        "the LoRA-VLM's held-out pairwise accuracy stays at chance).",
+    )
     max_grad_norm: float | None = help_field(
         None, "Per-pair clipping norm C; unset = the architecture's default (compact 1.0, lora-vlm 0.01)."
     )
@@ -100,7 +104,11 @@ class TrainingConfig:
         for name in ("epochs", "batch_size", "physical_batch_size"):
             value = getattr(self, name)
             require(value >= 1, name, f"expected an integer ≥ 1, found {value}")
-        require(self.learning_rate > 0, "learning_rate", f"expected > 0, found {self.learning_rate}")
+        require(
+            self.learning_rate is None or self.learning_rate > 0,
+            "learning_rate",
+            f"expected > 0, found {self.learning_rate}",
+        )
         require(
             self.max_grad_norm is None or self.max_grad_norm > 0,
             "max_grad_norm",
@@ -140,9 +148,15 @@ class AgentConfig:
     allow_non_private: bool = help_field(
         False, "INSECURE: score with a model trained without DP (epsilon = inf); for experiments only."
     )
+    threads: int = help_field(
+        0,
+        "CPU threads torch may use for scoring (0 = its default, one per core). simulate sets 1: its "
+        "clients share the machine with the server, and more threads than cores spin against each other.",
+    )
 
     def __post_init__(self) -> None:
         require(self.max_rollouts >= 1, "max_rollouts", f"expected ≥ 1, found {self.max_rollouts}")
+        require(self.threads >= 0, "threads", f"expected an integer ≥ 0, found {self.threads}")
         require(
             self.heartbeat_seconds > 0, "heartbeat_seconds", f"expected > 0, found {self.heartbeat_seconds}"
         )

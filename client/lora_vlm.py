@@ -2,7 +2,8 @@
 
 Shapes: image patches (B, P, D) (every image is resized to the same size, so P is fixed), token ids and
 attention masks (B, K, T), right-padded, with K = 2 for a pair (chosen, rejected) and K = 1 for scoring.
-The forward runs K passes of batch B (prompt + answer k) through the same model; Opacus' hooks append
+The forward encodes the B images once (the vision tower is frozen) and runs K passes of batch B (prompt +
+answer k, given the image features) through the text model; Opacus' hooks append
 one activation per pass and add the per-row gradients of both passes, so row i's ``grad_sample`` is the
 exact gradient of pair i (a test checks it against per-pair autograd). Ghost clipping would compute one
 norm per pass and add norms, not gradients, so this model trains with ``grad_sample_mode="hooks"``.
@@ -53,15 +54,17 @@ class LoraVlmRewardModel(nn.Module):
         """Rewards (B, K)."""
         batch = patches.shape[0]
         flat = patches.reshape(-1, patches.shape[-1])  # (B·P, D)
-        grid = self.grid.expand(batch, 3)
+        grid = self.grid.expand(batch, 3).contiguous()
+        with torch.no_grad():  # the frozen vision tower, once for the K passes
+            features = self.backbone.get_image_features(flat, grid, return_dict=True)
         out = []
         for k in range(ids.shape[1]):
             hidden = self.backbone(
                 input_ids=ids[:, k],
                 attention_mask=mask[:, k],
-                pixel_values=flat,
                 image_grid_thw=grid,
                 mm_token_type_ids=(ids[:, k] == self.image_token_id).int(),
+                mm_encoder_outputs={"image": features},
             ).last_hidden_state  # (B, T, H)
             last = mask[:, k].sum(dim=1) - 1  # (B,)
             h = hidden[torch.arange(batch), last]  # (B, H)

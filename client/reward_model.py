@@ -70,8 +70,21 @@ class RewardModel:
         return np.concatenate(out) if out else np.zeros((0, len(answers[0]) if answers else 1))
 
     def score(self, images: Sequence[Any], questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
-        """Calibrated scores (N,) in [0, 1] of one answer per (image, question)."""
-        raw = self.rewards(images, questions, [[a] for a in answers])[:, 0]
+        """Calibrated scores (N,) in [0, 1] of one answer per (image, question).
+
+        Answers to the same image object and question (a GRPO group) are scored as one row of K
+        answers, so the image is encoded once per group rather than once per answer.
+        """
+        groups: dict[tuple[int, str], list[int]] = {}
+        for i, (image, question) in enumerate(zip(images, questions, strict=True)):
+            groups.setdefault((id(image), question), []).append(i)
+        rows = list(groups.values())
+        width = max((len(row) for row in rows), default=1)
+        padded = [[answers[i] for i in row] + [answers[row[0]]] * (width - len(row)) for row in rows]
+        grouped = self.rewards([images[row[0]] for row in rows], [questions[row[0]] for row in rows], padded)
+        raw = np.zeros(len(questions))
+        for row, values in zip(rows, grouped, strict=True):
+            raw[row] = values[: len(row)]
         return 1.0 / (1.0 + np.exp(-(raw - self.offset) / self.temperature))
 
     def pair_rewards(self, pairs: datasets.Dataset) -> np.ndarray:

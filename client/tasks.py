@@ -95,7 +95,15 @@ def score_task(
             "TASK_TOO_LARGE" if count else "MALFORMED", f"{count} rollouts; expected 1 to {max_rollouts}"
         )
     images = dict(task.images)
-    pictures = [_image(r, images, max_image_bytes, f"rollout {i}") for i, r in enumerate(task.rollouts)]
+    decoded: dict[str, Image.Image] = {}  # each referenced image decoded once, shared by its rollouts
+    pictures = []
+    for i, rollout in enumerate(task.rollouts):
+        ref = rollout.image_ref if rollout.WhichOneof("image") == "image_ref" else None
+        if ref is None or ref not in decoded:
+            picture = _image(rollout, images, max_image_bytes, f"rollout {i}")
+            if ref is not None:
+                decoded[ref] = picture
+        pictures.append(picture if ref is None else decoded[ref])
     questions, answers = [r.question for r in task.rollouts], [r.answer for r in task.rollouts]
     _texts(questions + answers, "rollout")
     started = time.perf_counter()

@@ -47,6 +47,8 @@ GRAD_SAMPLE_MODE = {"compact": "ghost", "lora-vlm": "hooks"}
 CLIP_NORM = {"compact": 1.0, "lora-vlm": 0.01}
 """Default per-pair clipping norms: near the typical per-pair gradient norm of each architecture (the
 LoRA VLM's are ~100× smaller; with C = 1 nothing is clipped and the noise σ·C drowns the signal)."""
+LEARNING_RATE = {"compact": 1e-2, "lora-vlm": 1e-3}
+"""Adam's learning rate per architecture when ``TrainingConfig.learning_rate`` is unset."""
 
 Progress = Callable[[int, int, float], None]
 """Called after each logical step with (step, total steps, loss)."""
@@ -156,7 +158,8 @@ def _train(
     n = len(data)
     batch_size = min(training.batch_size, n)
     trainable = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=training.learning_rate)
+    learning_rate = training.learning_rate or LEARNING_RATE[reward_model.architecture]
+    optimizer = torch.optim.Adam(trainable, lr=learning_rate)
     criterion: Any = BradleyTerryLoss()
     loader: Any = DataLoader(data, batch_size=batch_size, shuffle=True)
     mode = GRAD_SAMPLE_MODE[reward_model.architecture]
@@ -254,4 +257,4 @@ def _train(
     )
 
 
-__all__ = ["CLIP_NORM", "GRAD_SAMPLE_MODE", "TrainResult", "train_reward_model"]
+__all__ = ["CLIP_NORM", "GRAD_SAMPLE_MODE", "LEARNING_RATE", "TrainResult", "train_reward_model"]

@@ -94,6 +94,10 @@ def join(
 
     settings = load_client_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.agent.threads:
+        import torch
+
+        torch.set_num_threads(settings.agent.threads)
     reward_model = load_reward_model(model or settings.reward_model.out)
     stop = threading.Event()
     agent = ScoringAgent(settings, reward_model, stop)

@@ -30,6 +30,28 @@ def test_scores_are_in_unit_interval_and_survive_save_and_load(
     np.testing.assert_allclose(again, scores, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["compact", "lora"])
+def test_a_group_of_answers_to_one_image_scores_as_each_answer_alone(
+    arch: str, request: pytest.FixtureRequest, pairs: datasets.Dataset
+) -> None:
+    model: RewardModel = request.getfixturevalue(arch)
+    rows = pairs.select(range(3))
+    # Three GRPO groups of unequal size (3, 2, 1 answers) sharing their image objects, interleaved.
+    order = [0, 1, 0, 2, 1, 0]
+    images = [rows[i]["image"] for i in range(3)]
+    answers = [rows[i]["chosen"] if n % 2 else rows[i]["rejected"] for n, i in enumerate(order)]
+    questions = [rows[i]["question"] for i in order]
+    grouped = model.score([images[i] for i in order], questions, answers)
+    alone = np.array(
+        [
+            model.score([images[i].copy()], [q], [a])[0]
+            for i, q, a in zip(order, questions, answers, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(grouped, alone, atol=1e-5)
+    assert len(set(np.round(grouped, 6))) > 1
+
+
 def test_calibration_fits_a_temperature_without_changing_the_ranking(compact: RewardModel, pairs) -> None:
     held = pairs.select(range(16))
     calibrated = compact.calibrated(held)
