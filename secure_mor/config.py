@@ -64,11 +64,17 @@ def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
 
 
 def from_mapping(
-    cls: type[T], data: typing.Mapping[str, Any], prefix: str = "", base: Path | None = None
+    cls: type[T],
+    data: typing.Mapping[str, Any],
+    prefix: str = "",
+    base: Path | None = None,
+    default: T | None = None,
 ) -> T:
     """Build the dataclass ``cls`` from a (TOML-shaped) mapping, checking keys and types recursively.
 
-    Relative paths are resolved against ``base`` (the config file's folder) when it is given.
+    Relative paths are resolved against ``base`` (the config file's folder) when it is given. Fields
+    the mapping leaves out keep ``default``'s values (a nested table's default is its field's default,
+    which may differ from ``cls()``: a recipe's benchmark data split), else ``cls``'s defaults.
     """
     if not isinstance(data, typing.Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'document'}: expected a table, found {_kind(data)}")
@@ -81,9 +87,18 @@ def from_mapping(
             f"{', '.join(sorted(fields))}"
         )
     hints = get_type_hints(cls)
-    values = {name: _convert(hints[name], value, f"{prefix}{name}", base) for name, value in data.items()}
+    values = {
+        name: _convert(
+            hints[name],
+            value,
+            f"{prefix}{name}",
+            base,
+            getattr(default, name) if default is not None else _field_default(fields[name]),
+        )
+        for name, value in data.items()
+    }
     try:
-        built = cls(**values)
+        built = dataclasses.replace(default, **values) if default is not None else cls(**values)
     except ConfigError as error:
         raise ConfigError(f"{prefix}{error}") from None
     resolve = getattr(built, "resolve_paths", None)  # string fields that may name a path (a data source)
@@ -145,7 +160,19 @@ def write_config(config: Any, path: Path, header: str = "") -> None:
     temporary.replace(path)
 
 
-def _convert(tp: Any, value: Any, name: str, base: Path | None) -> Any:
+def _field_default(field: dataclasses.Field[Any]) -> Any:
+    """The default of ``field`` when it is a dataclass instance (a nested table's default), else None."""
+    if field.default_factory is not dataclasses.MISSING:
+        try:
+            value = field.default_factory()
+        except ConfigError:  # a table with required fields has no default to start from
+            return None
+    else:
+        value = field.default
+    return value if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
+
+
+def _convert(tp: Any, value: Any, name: str, base: Path | None, default: Any = None) -> Any:
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = get_args(tp)
@@ -179,7 +206,8 @@ def _convert(tp: Any, value: Any, name: str, base: Path | None) -> Any:
             {str(k): _convert(value_type, v, f"{name}.{k}", base) for k, v in value.items()}
         )
     if dataclasses.is_dataclass(tp):
-        return from_mapping(tp, value, prefix=f"{name}.", base=base)  # type: ignore[arg-type]
+        nested_default = default if isinstance(default, tp) else None  # type: ignore[arg-type]
+        return from_mapping(tp, value, prefix=f"{name}.", base=base, default=nested_default)  # type: ignore[arg-type]
     return _convert_scalar(tp, value, name, base)
 
 

@@ -16,7 +16,7 @@ from typing import Literal, Self
 
 from secure_mor.config import help_field, nested, require
 from secure_mor.crypto.kit import CLIENT_NAME
-from secure_mor.data.config import DataConfig
+from secure_mor.data.config import DataConfig, Fractions, KindLimit
 from secure_mor.server.settings import EvalSettings, GrpoSettings, RouterConfig
 
 Architecture = Literal["compact", "lora-vlm"]
@@ -33,8 +33,18 @@ class ClientSpec:
         "Its shard of the data split (by-kind: a kind of the data; dirichlet: client-<i> or a name from "
         "data.clients.names); empty = the client's name.",
     )
+    pairs: int | None = help_field(
+        None, "Preference pairs of its reward-model training; unset = reward_models.pairs."
+    )
+    epochs: int | None = help_field(None, "DP-SGD epochs of its reward model; unset = reward_models.epochs.")
 
     def __post_init__(self) -> None:
+        require(
+            self.pairs is None or self.pairs >= 0, "pairs", f"expected an integer ≥ 0, found {self.pairs}"
+        )
+        require(
+            self.epochs is None or self.epochs >= 1, "epochs", f"expected an integer ≥ 1, found {self.epochs}"
+        )
         require(
             bool(CLIENT_NAME.match(self.name)),
             "name",
@@ -47,19 +57,35 @@ class ClientSpec:
         return self.shard or self.name
 
 
+BENCHMARK_DATA = DataConfig(
+    fractions=Fractions(foundation=0.1, prompts=0.15, calibration=0.05, clients=0.7),
+    foundation_limits=(KindLimit("color", 20), KindLimit("shape", 100), KindLimit("yesno", 300)),
+)
+"""The default benchmark's split: what the clients know is scarce in public.
+
+The base VLM learns from a small foundation split (a tenth of the training images) that holds only 20
+colour, 100 shape and 300 yes/no questions; the clients hold seven tenths of the images, one kind
+each (README, "The benchmark"). A
+``[data]`` table in a recipe file changes only the fields it names (for other data, write
+``foundation_limits = []`` or limits of its own kinds).
+"""
+
 DEFAULT_CLIENTS = (
     ClientSpec("color", "compact"),
-    ClientSpec("shape", "lora-vlm"),
-    ClientSpec("yesno", "compact"),
+    ClientSpec("shape", "compact"),
+    ClientSpec("yesno", "lora-vlm", pairs=2000, epochs=5),
 )
-"""One client per easy-VQA question kind, with different reward-model architectures."""
+"""One client per easy-VQA question kind, with different reward-model architectures.
+
+The LoRA-VLM client judges yes/no questions, which its base VLM can read; it trains on at most 2000
+pairs for 5 epochs (a VLM forward per answer costs ~100× the compact model's)."""
 
 
 @dataclass(frozen=True)
 class BaseSettings:
     """The shared base VLM (the ``[base]`` table): pretrained on the foundation split, cached."""
 
-    steps: int = help_field(1500, "Pretraining steps of the tiny base VLM.")
+    steps: int = help_field(300, "Pretraining steps of the tiny base VLM (on the small foundation split).")
     preset: str = help_field("tiny", "Model size preset (secure_mor.models.presets).")
     cache: Path = help_field(
         Path("~/.cache/secure-mor/base"),
@@ -94,7 +120,9 @@ class RewardModelSettings:
 class Recipe:
     """Data, base, clients, reward models, router, GRPO and evaluation of a federated alignment run."""
 
-    data: DataConfig = nested(DataConfig, "The VQA source and its seeded split (easy-VQA by default).")
+    data: DataConfig = help_field(
+        BENCHMARK_DATA, "The VQA source and its seeded split (by default the benchmark's: BENCHMARK_DATA)."
+    )
     base: BaseSettings = nested(BaseSettings, "The shared base VLM.")
     clients: tuple[ClientSpec, ...] = help_field(
         DEFAULT_CLIENTS, "The data owners ([[clients]]): one per easy-VQA kind by default."
@@ -121,6 +149,7 @@ class Recipe:
         return dataclasses.replace(
             self,
             base=dataclasses.replace(self.base, steps=150),
+            clients=tuple(dataclasses.replace(c, pairs=None, epochs=None) for c in self.clients),
             reward_models=dataclasses.replace(self.reward_models, pairs=200, epochs=3),
             grpo=dataclasses.replace(self.grpo, steps=80, prompts_per_step=8, group_size=8),
             eval=dataclasses.replace(self.eval, limit=150),

@@ -127,3 +127,48 @@ def test_a_relative_data_source_means_the_folder_beside_the_config_file(tmp_path
     assert load_config(BaseConfig, path).data.source == str(tmp_path / "sets" / "vqa")
     hub = write(tmp_path, '[data]\nsource = "owner/dataset"\n')
     assert load_config(BaseConfig, hub).data.source == "owner/dataset"  # a hub id stays as written
+
+
+def test_a_clients_own_pairs_and_epochs_override_the_recipes_in_its_kit(tmp_path: Path) -> None:
+    from secure_mor.client.config import load_client_config
+    from secure_mor.crypto.provision import create_federation
+    from secure_mor.recipe import ClientSpec
+    from secure_mor.simulate.kits import configure_client
+    from secure_mor.simulate.settings import SimulateConfig
+
+    specs = (ClientSpec("color"), ClientSpec("yesno", "lora-vlm", pairs=40, epochs=2))
+    recipe = dataclasses.replace(SimulateConfig(), clients=specs)
+    fed = create_federation(tmp_path / "fed", recipe.client_names).root
+    kits = {
+        spec.name: load_client_config(configure_client(fed, spec, recipe, base=tmp_path, epsilon=3.0))
+        for spec in specs
+    }
+    assert (kits["color"].reward_model.limit, kits["color"].training.epochs) == (
+        recipe.reward_models.pairs,
+        recipe.reward_models.epochs,
+    )
+    assert (kits["yesno"].reward_model.limit, kits["yesno"].training.epochs) == (40, 2)
+    assert all(
+        c.pairs is None and c.epochs is None for c in recipe.quick().clients
+    )  # --quick sizes all alike
+    with pytest.raises(ConfigError, match="epochs"):
+        ClientSpec("yesno", epochs=0)
+
+
+def test_a_recipe_table_changes_only_the_fields_it_names_of_the_benchmark_default(tmp_path: Path) -> None:
+    from secure_mor.recipe import BENCHMARK_DATA
+    from secure_mor.simulate.settings import load_simulate_config
+
+    path = write(tmp_path, "[data]\nseed = 3\n[data.fractions]\nprompts = 0.1\n")
+    data = load_simulate_config(path).data
+    assert data.seed == 3
+    assert data.fractions.prompts == 0.1
+    assert (
+        data.fractions.foundation == BENCHMARK_DATA.fractions.foundation != DataConfig().fractions.foundation
+    )
+    assert data.foundation_limits == BENCHMARK_DATA.foundation_limits != ()
+    assert (
+        load_config(DataConfig, path, table="data").fractions.foundation == DataConfig().fractions.foundation
+    )
+    cleared = write(tmp_path, "[data]\nfoundation_limits = []\n")
+    assert load_simulate_config(cleared).data.foundation_limits == ()

@@ -46,7 +46,7 @@ def configure_client(
         base_model=base if spec.architecture == "lora-vlm" else None,
         public_pairs_per_kind=settings.public_pairs,
         public_cache=settings.public_cache.expanduser(),
-        limit=settings.pairs,
+        limit=settings.pairs if spec.pairs is None else spec.pairs,
         seed=settings.seed,
         out=kit.reward_model.out,
     )
@@ -57,7 +57,7 @@ def configure_client(
         kit,
         data=recipe.data,
         reward_model=reward_model,
-        training=dataclasses.replace(kit.training, epochs=settings.epochs),
+        training=dataclasses.replace(kit.training, epochs=spec.epochs or settings.epochs),
         privacy=privacy,
     )
     write_config(config, path, KIT_NOTE)
@@ -65,7 +65,10 @@ def configure_client(
 
 
 def connect_client(fed: Path, name: str, *, server: str, keyholder: str) -> None:
-    """Point client ``name`` at the server and key holder, with the quick reconnects a loopback run wants."""
+    """Point client ``name`` at the server and key holder, as a loopback run wants.
+
+    Quick reconnects, and one scoring thread: the K clients and the server share this machine's cores.
+    """
     from secure_mor.client.config import load_client_config
 
     path = client_toml(fed, name)
@@ -74,7 +77,11 @@ def connect_client(fed: Path, name: str, *, server: str, keyholder: str) -> None
         kit,
         federation=dataclasses.replace(kit.federation, server_address=server, keyholder_address=keyholder),
         agent=dataclasses.replace(
-            kit.agent, heartbeat_seconds=1.0, reconnect_initial_seconds=0.2, reconnect_max_seconds=2.0
+            kit.agent,
+            heartbeat_seconds=1.0,
+            reconnect_initial_seconds=0.2,
+            reconnect_max_seconds=2.0,
+            threads=1,
         ),
     )
     write_config(config, path, KIT_NOTE)
