@@ -17,11 +17,11 @@ import numpy as np
 from secure_mor.client.config import ClientConfig
 from secure_mor.client.errors import ClientError
 from secure_mor.client.ledger import PrivacyLedger
-from secure_mor.client.public_init import StateDict, public_state
+from secure_mor.client.public_init import StateDict, off_kind, public_state
 from secure_mor.client.reward_model import RewardModel, build_reward_model
 from secure_mor.client.training import Progress, TrainResult, train_reward_model
 from secure_mor.crypto.signing import SigningKey
-from secure_mor.data import FederatedSplits, build_preference_pairs, load_splits
+from secure_mor.data import FederatedSplits, answers_by_kind, build_preference_pairs, load_splits
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class PairSplit:
 
     train: datasets.Dataset
     heldout: datasets.Dataset
+
+
+OFF_KIND_SHARE = {"compact": 0.0, "lora-vlm": 0.25}
+"""``reward_model.off_kind_share`` when unset (the compact model learns off-kind answers in public)."""
 
 
 def client_pairs(config: ClientConfig, splits: FederatedSplits | None = None) -> PairSplit:
@@ -55,7 +59,27 @@ def client_pairs(config: ClientConfig, splits: FederatedSplits | None = None) ->
     train = pairs.select([i for i, h in enumerate(in_heldout) if not h])
     if len(train) < 2 or len(heldout) < 1:
         raise ClientError(f"shard {shard_name!r} has too few pairs ({len(pairs)}) to train and hold out")
-    return PairSplit(train, heldout)
+    return PairSplit(_with_off_kind(train, config, splits), heldout)
+
+
+def _with_off_kind(
+    train: datasets.Dataset, config: ClientConfig, splits: FederatedSplits
+) -> datasets.Dataset:
+    """``train`` with a share of its rejected answers replaced by answers of other kinds.
+
+    In place, so each private pair still counts once; the held-out pairs keep measuring its own kind.
+    """
+    rm = config.reward_model
+    share = rm.off_kind_share if rm.off_kind_share is not None else OFF_KIND_SHARE[rm.architecture]
+    vocabulary = answers_by_kind(splits.public)
+    if share <= 0 or len(vocabulary) < 2:
+        return train
+    rng = np.random.default_rng([rm.seed, 2])
+    chosen = set(rng.permutation(len(train))[: round(share * len(train))].tolist())
+    replaced = off_kind(train.select(sorted(chosen)), vocabulary, rng)["rejected"]
+    new_rejected = iter(replaced)
+    rejected = [next(new_rejected) if i in chosen else r for i, r in enumerate(train["rejected"])]
+    return train.remove_columns("rejected").add_column("rejected", rejected).cast(train.features)
 
 
 def open_ledger(config: ClientConfig) -> PrivacyLedger:

@@ -47,8 +47,17 @@ GRAD_SAMPLE_MODE = {"compact": "ghost", "lora-vlm": "hooks"}
 CLIP_NORM = {"compact": 1.0, "lora-vlm": 0.01}
 """Default per-pair clipping norms: near the typical per-pair gradient norm of each architecture (the
 LoRA VLM's are ~100× smaller; with C = 1 nothing is clipped and the noise σ·C drowns the signal)."""
-LEARNING_RATE = {"compact": 1e-2, "lora-vlm": 1e-3}
-"""Adam's learning rate per architecture when ``TrainingConfig.learning_rate`` is unset."""
+LEARNING_RATE = {
+    ("compact", True): 1e-2,
+    ("compact", False): 1e-2,
+    ("lora-vlm", True): 1e-2,
+    ("lora-vlm", False): 1e-3,
+}
+"""Adam's learning rate per (architecture, trained under DP) when ``TrainingConfig.learning_rate`` is unset.
+
+Measured on the benchmark's yes/no shard (1322 pairs, 10 epochs): the LoRA VLM reaches 0.83 held-out
+pairwise accuracy at ε = 3 with 1e-2 and stays at chance with 1e-3; without DP the reverse (0.77 at 1e-3,
+chance at 1e-2)."""
 
 Progress = Callable[[int, int, float], None]
 """Called after each logical step with (step, total steps, loss)."""
@@ -158,7 +167,7 @@ def _train(
     n = len(data)
     batch_size = min(training.batch_size, n)
     trainable = [p for p in module.parameters() if p.requires_grad]
-    learning_rate = training.learning_rate or LEARNING_RATE[reward_model.architecture]
+    learning_rate = training.learning_rate or LEARNING_RATE[reward_model.architecture, private]
     optimizer = torch.optim.Adam(trainable, lr=learning_rate)
     criterion: Any = BradleyTerryLoss()
     loader: Any = DataLoader(data, batch_size=batch_size, shuffle=True)

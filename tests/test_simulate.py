@@ -77,6 +77,11 @@ def test_simulate_quick_trains_audits_and_reports(
     # Its public-only start is measured beside it, so the report shows what the private data added.
     assert set(clients["color"]["ranking_top1_start"]) == {"color", "shape", "yesno"}
     assert "| color | color | " in report.split("What the private data added")[1]
+    # The router sends each kind to the client that knows it (the weight matrix per kind of prompt).
+    weights = json.loads((out / "run" / "router_weights.json").read_text())
+    print("router weights per kind:", weights)
+    for kind in ("color", "shape", "yesno"):
+        assert max(weights[kind], key=weights[kind].get).removeprefix("client:") == kind
     best = max(clients, key=lambda name: clients[name]["heldout_accuracy"])
     assert f"Most accurate client: {best} " in report
     assert after[best]["expected_accuracy"] > base[best]["expected_accuracy"] + 0.01

@@ -105,3 +105,28 @@ def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path,
     assert "privacy budget exceeded" in capsys.readouterr().err
     assert len((state / "privacy_ledger.jsonl").read_text().splitlines()) == 1
     assert main(["client", "train-rm", "--config", str(config), "--epsilon", "-1"]) == 2
+
+
+@pytest.mark.parametrize(("architecture", "share"), [("lora-vlm", 0.25), ("compact", 0.0)])
+def test_a_share_of_private_pairs_contrasts_an_answer_of_another_kind(
+    architecture: str, share: float, easy_splits
+) -> None:
+    from secure_mor.client.config import ClientConfig, FederationConfig, RewardModelConfig
+    from secure_mor.client.run import client_pairs
+    from secure_mor.data import answers_by_kind
+
+    def kit(model: RewardModelConfig) -> ClientConfig:
+        return ClientConfig(federation=FederationConfig(identity="client:yesno"), reward_model=model)
+
+    plain = kit(RewardModelConfig(shard="yesno", off_kind_share=0.0, limit=400))
+    config = kit(RewardModelConfig(architecture=architecture, shard="yesno", limit=400))
+    before, after = client_pairs(plain, easy_splits), client_pairs(config, easy_splits)
+    own = set(answers_by_kind(easy_splits.public)["yesno"])
+    off = [r not in own for r in after.train["rejected"]]
+    assert len(after.train) == len(before.train)  # replaced in place: each private pair counts once
+    assert sum(off) == round(share * len(after.train))
+    assert after.train["chosen"] == before.train["chosen"]
+    assert [r for r, o in zip(after.train["rejected"], off, strict=True) if not o] == [
+        r for r, o in zip(before.train["rejected"], off, strict=True) if not o
+    ]
+    assert all(r in own for r in after.heldout["rejected"])  # held out: the client's own kind only
