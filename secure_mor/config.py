@@ -86,6 +86,9 @@ def from_mapping(
             f"{prefix}{unknown[0]}: unknown {what} (it would be ignored); expected one of: "
             f"{', '.join(sorted(fields))}"
         )
+    start_from = getattr(default, "default_for", None)  # a default that depends on the table (a data source)
+    if default is not None and callable(start_from):
+        default = start_from(data)
     hints = get_type_hints(cls)
     values = {
         name: _convert(

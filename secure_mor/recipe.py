@@ -65,9 +65,8 @@ BENCHMARK_DATA = DataConfig(
 
 The base VLM learns from a small foundation split (a tenth of the training images) that holds only 20
 colour, 100 shape and 300 yes/no questions; the clients hold seven tenths of the images, one kind
-each (README, "The benchmark"). A
-``[data]`` table in a recipe file changes only the fields it names (for other data, write
-``foundation_limits = []`` or limits of its own kinds).
+each (README, "The benchmark"). A ``[data]`` table in a recipe file changes only the fields it names;
+one that names another source starts from ``DataConfig()`` (no limits), since this split is easy-VQA's.
 """
 
 DEFAULT_CLIENTS = (

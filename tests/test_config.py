@@ -172,3 +172,8 @@ def test_a_recipe_table_changes_only_the_fields_it_names_of_the_benchmark_defaul
     )
     cleared = write(tmp_path, "[data]\nfoundation_limits = []\n")
     assert load_simulate_config(cleared).data.foundation_limits == ()
+    # The benchmark's split is easy-VQA's: a table naming another source starts from the plain defaults.
+    own = write(tmp_path, '[data]\nsource = "someone/vqa"\n[data.fractions]\nprompts = 0.1\n')
+    own_data = load_simulate_config(own).data
+    assert own_data.foundation_limits == ()
+    assert own_data.fractions == dataclasses.replace(DataConfig().fractions, prompts=0.1)

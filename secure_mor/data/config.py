@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+import typing
+from typing import Any, Literal
 
 from secure_mor.config import help_field, nested, require
 
@@ -99,6 +100,15 @@ class DataConfig:
     def __post_init__(self) -> None:
         kinds = [limit.kind for limit in self.foundation_limits]
         require(len(set(kinds)) == len(kinds), "foundation_limits", f"a kind is limited twice: {kinds}")
+
+    def default_for(self, table: typing.Mapping[str, Any]) -> DataConfig:
+        """The default a ``[data]`` table starts from: this one, unless the table names another source.
+
+        A default split is tuned to its source (the benchmark's limits name easy-VQA's kinds and its
+        fractions suit easy-VQA's size), so a table that changes the source starts from ``DataConfig()``.
+        """
+        source = table.get("source", self.source)
+        return self if source == self.source else DataConfig()
 
     def resolve_paths(self, base: Path) -> DataConfig:
         """``source`` as a config file in ``base`` means it: a local path resolves against that folder.

@@ -94,8 +94,7 @@ def _limit_kinds(foundation: datasets.Dataset, config: DataConfig) -> datasets.D
     if unknown:
         raise DataError(
             f"data.foundation_limits names kind(s) {', '.join(map(repr, unknown))}; the foundation split "
-            f"holds {', '.join(map(repr, present))} (simulate's and experiment's default limits are "
-            "easy-VQA's: for other data write [data] foundation_limits = [] or limits of its own kinds)"
+            f"holds {', '.join(map(repr, present))}; limit those kinds, or write foundation_limits = []"
         )
     rng = np.random.default_rng([config.seed, 1])  # its own stream: the client shards stay as without it
     keep = [
