@@ -56,7 +56,7 @@ class LoraVlmRewardModel(nn.Module):
         flat = patches.reshape(-1, patches.shape[-1])  # (B·P, D)
         grid = self.grid.expand(batch, 3).contiguous()
         with torch.no_grad():  # the frozen vision tower, once for the K passes
-            features = self.backbone.get_image_features(flat, grid, return_dict=True)
+            features = self.backbone.get_image_features(flat, grid, return_dict=True)  # type: ignore[operator]
         out = []
         for k in range(ids.shape[1]):
             hidden = self.backbone(

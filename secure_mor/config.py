@@ -101,7 +101,7 @@ def from_mapping(
         for name, value in data.items()
     }
     try:
-        built = dataclasses.replace(default, **values) if default is not None else cls(**values)
+        built = dataclasses.replace(default, **values) if default is not None else cls(**values)  # type: ignore[type-var]
     except ConfigError as error:
         raise ConfigError(f"{prefix}{error}") from None
     resolve = getattr(built, "resolve_paths", None)  # string fields that may name a path (a data source)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-import typing
 from typing import Any, Literal
 
 from secure_mor.config import help_field, nested, require

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import numpy as np
@@ -109,10 +110,11 @@ def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path,
 
 @pytest.mark.parametrize(("architecture", "share"), [("lora-vlm", 0.25), ("compact", 0.0)])
 def test_a_share_of_private_pairs_contrasts_an_answer_of_another_kind(
-    architecture: str, share: float, easy_splits
+    architecture: Literal["compact", "lora-vlm"], share: float, easy_splits
 ) -> None:
-    from secure_mor.client.config import ClientConfig, FederationConfig, RewardModelConfig
+    from secure_mor.client.config import ClientConfig, RewardModelConfig
     from secure_mor.client.run import client_pairs
+    from secure_mor.crypto.kit import FederationConfig
     from secure_mor.data import answers_by_kind
 
     def kit(model: RewardModelConfig) -> ClientConfig:
