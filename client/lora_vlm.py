@@ -45,7 +45,7 @@ class LoraVlmRewardModel(nn.Module):
     def __init__(self, vlm: Vlm, rank: int) -> None:
         super().__init__()
         model: Any = vlm.model
-        self.backbone = add_lora(model.model, rank)  # Qwen2VLModel: vision + text, no LM head
+        self.backbone: Any = add_lora(model.model, rank)  # Qwen2VLModel: vision + text, no LM head
         self.value_head = nn.Linear(model.config.text_config.hidden_size, 1)
         self.image_token_id: int = vlm.processor.image_token_id
         self.grid: torch.Tensor = torch.zeros(1, 3, dtype=torch.long)  # (1, 3): t, h, w of every image
@@ -56,7 +56,7 @@ class LoraVlmRewardModel(nn.Module):
         flat = patches.reshape(-1, patches.shape[-1])  # (B·P, D)
         grid = self.grid.expand(batch, 3).contiguous()
         with torch.no_grad():  # the frozen vision tower, once for the K passes
-            features = self.backbone.get_image_features(flat, grid, return_dict=True)  # type: ignore[operator]
+            features = self.backbone.get_image_features(flat, grid, return_dict=True)
         out = []
         for k in range(ids.shape[1]):
             hidden = self.backbone(

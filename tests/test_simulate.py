@@ -85,9 +85,8 @@ def test_simulate_quick_trains_audits_and_reports(
     best = max(clients, key=lambda name: clients[name]["heldout_accuracy"])
     assert f"Most accurate client: {best} " in report
     # Known failure on the new benchmark (issue 15, open): the best client's kind should improve and no
-    # kind fall by 10 points, but the quick run's policy answers every shape question "circle" (shape
-    # expected 35.6 → 26.4 %). Marked expected-to-fail here, with the figures, until the mechanism is
-    # fixed; everything above stays asserted.
+    # kind fall by 10 points, but the quick run's policy collapses (every shape question "circle").
+    # Recorded as an expected failure with the run's figures until the mechanism is fixed.
     lost = {
         kind: (base[kind]["expected_accuracy"], after[kind]["expected_accuracy"])
         for kind in ("color", "shape", "yesno")

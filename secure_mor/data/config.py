@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -101,7 +101,7 @@ class DataConfig:
         kinds = [limit.kind for limit in self.foundation_limits]
         require(len(set(kinds)) == len(kinds), "foundation_limits", f"a kind is limited twice: {kinds}")
 
-    def default_for(self, table: typing.Mapping[str, Any]) -> DataConfig:
+    def default_for(self, table: Mapping[str, Any]) -> DataConfig:
         """The default a ``[data]`` table starts from: this one, unless the table names another source.
 
         A default split is tuned to its source (the benchmark's limits name easy-VQA's kinds and its
