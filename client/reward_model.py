@@ -1,11 +1,17 @@
 """A client's reward model, whatever its architecture: build, score into [0, 1], calibrate, save, load.
 
 ``RewardModel`` wraps a module mapping a batch of rows with K candidate answers to rewards (B, K) and
-the encoder that makes those rows from (image, question, answers). Its score of one answer is
-``sigmoid((r − offset) / temperature)``: the temperature is fitted so that ``sigmoid((r_c − r_r) / T)``
-is the calibrated probability that the chosen answer wins on the client's held-out pairs, and the
-offset is the median midpoint (r_c + r_r) / 2 there, so chosen answers tend to score above ½ and
-rejected ones below. Fitting two scalars changes no ranking (pairwise accuracy is unchanged).
+the encoder that makes those rows from (image, question, answers). The temperature T is fitted so that
+``sigmoid((r_c − r_r) / T)`` is the calibrated probability that the chosen answer wins on the client's
+held-out pairs (Bradley–Terry), and the offset is the median midpoint (r_c + r_r) / 2 there. Fitting
+two scalars changes no ranking (pairwise accuracy is unchanged).
+
+The score of one answer a to (image, question) is, with ``candidates`` (the public answer vocabulary,
+saved with the model), the Bradley–Terry model's choice probability (Luce) of a among the candidates
+and a: ``exp(r_a / T) / Σ_b exp(r_b / T)``. It compares a with the other answers to the SAME image,
+so an answer the model scores high on every image ("circle", whatever the shape) earns less than the
+right one; the absolute ``sigmoid((r_a − offset) / T)``, the score without candidates, let a policy that
+always gave such an answer earn almost as much as one that is always right.
 
 Folder layout written by ``save``: ``reward_model.json`` (architecture, sizes, temperature, offset,
 whether it was trained with DP and at which ε), ``weights.pt`` (the state dict; for ``lora-vlm`` only
@@ -30,6 +36,7 @@ from secure_mor.client.compact import CompactEncoder, CompactRewardModel
 from secure_mor.client.config import RewardModelConfig
 from secure_mor.client.errors import RewardModelError
 from secure_mor.client.lora_vlm import LoraVlmEncoder, LoraVlmRewardModel
+from secure_mor.data.schema import normalize_answer
 from secure_mor.models.factory import Vlm, build_tiny_vlm, load_vlm
 from secure_mor.models.presets import PRESETS
 
@@ -51,6 +58,8 @@ class RewardModel:
     private: bool = False
     epsilon: float | None = None
     vlm: Vlm | None = field(default=None, repr=False)
+    candidates: tuple[str, ...] = ()
+    """The answers an answer is compared with (public vocabulary); empty: the absolute sigmoid score."""
 
     def rewards(
         self,
@@ -70,22 +79,39 @@ class RewardModel:
         return np.concatenate(out) if out else np.zeros((0, len(answers[0]) if answers else 1))
 
     def score(self, images: Sequence[Any], questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
-        """Calibrated scores (N,) in [0, 1] of one answer per (image, question).
+        """Scores (N,) in [0, 1] of one answer per (image, question) (the module docstring says which).
 
-        Answers to the same image object and question (a GRPO group) are scored as one row of K
-        answers, so the image is encoded once per group rather than once per answer.
+        Answers to the same image object and question (a GRPO group) are scored as one row (the group's
+        answers and the candidates), so the image is encoded once per group rather than once per answer.
         """
         groups: dict[tuple[int, str], list[int]] = {}
         for i, (image, question) in enumerate(zip(images, questions, strict=True)):
             groups.setdefault((id(image), question), []).append(i)
-        rows = list(groups.values())
+        rows = [self._choices([answers[i] for i in group]) for group in groups.values()]
         width = max((len(row) for row in rows), default=1)
-        padded = [[answers[i] for i in row] + [answers[row[0]]] * (width - len(row)) for row in rows]
-        grouped = self.rewards([images[row[0]] for row in rows], [questions[row[0]] for row in rows], padded)
-        raw = np.zeros(len(questions))
-        for row, values in zip(rows, grouped, strict=True):
-            raw[row] = values[: len(row)]
-        return 1.0 / (1.0 + np.exp(-(raw - self.offset) / self.temperature))
+        padded = [row + [row[0]] * (width - len(row)) for row in rows]
+        firsts = [group[0] for group in groups.values()]
+        grouped = self.rewards([images[i] for i in firsts], [questions[i] for i in firsts], padded)
+        out = np.zeros(len(questions))
+        for group, row, raw in zip(groups.values(), rows, grouped, strict=True):
+            raw = raw[: len(row)]
+            if self.candidates:
+                logits = raw / self.temperature
+                probability = np.exp(logits - logits.max())
+                probability /= probability.sum()
+                where = {answer: j for j, answer in enumerate(row)}
+                out[group] = [probability[where[_choice_key(answers[i])]] for i in group]
+            else:
+                out[group] = 1.0 / (1.0 + np.exp(-(raw[: len(group)] - self.offset) / self.temperature))
+        return out
+
+    def _choices(self, answers: list[str]) -> list[str]:
+        """The answers one row scores: the group's own, or the candidates and each new answer of the group."""
+        if not self.candidates:
+            return answers
+        known = set(self.candidates)
+        extra = dict.fromkeys(key for key in map(_choice_key, answers) if key not in known)
+        return [*self.candidates, *extra]
 
     def pair_rewards(self, pairs: datasets.Dataset) -> np.ndarray:
         """Raw rewards (N, 2) of (chosen, rejected) on preference pairs."""
@@ -123,6 +149,7 @@ class RewardModel:
             "offset": self.offset,
             "private": self.private,
             "epsilon": self.epsilon,
+            "candidates": list(self.candidates),
         }
         state = self.module.state_dict()
         if self.architecture == "lora-vlm":
@@ -139,6 +166,11 @@ class RewardModel:
 
 TEMPERATURES = np.exp(np.linspace(-5.0, 5.0, 201))
 """The grid ``calibrated`` searches for the score's temperature."""
+
+
+def _choice_key(answer: str) -> str:
+    """How an answer is matched against the candidates (exact-match normalisation)."""
+    return normalize_answer(answer)
 
 
 def platt_target(pairs: int) -> float:
@@ -208,6 +240,7 @@ def load_reward_model(path: Path) -> RewardModel:
         private=bool(meta["private"]),
         epsilon=None if epsilon is None else float(epsilon),
         vlm=vlm,
+        candidates=tuple(str(a) for a in meta.get("candidates", ())),
     )
 
 

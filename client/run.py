@@ -8,7 +8,7 @@ A compact model first learns on the PUBLIC splits (``public_init``; cached, no p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -145,5 +145,12 @@ def train_from_config(
         )
     finally:
         ledger.close()
-    path = result.model.save(out or config.reward_model.out)
+    model = replace(result.model, candidates=answer_candidates(splits))
+    result = replace(result, model=model)
+    path = model.save(out or config.reward_model.out)
     return result, path
+
+
+def answer_candidates(splits: FederatedSplits) -> tuple[str, ...]:
+    """The answers a score compares an answer with: every answer the public splits hold (public)."""
+    return tuple(sorted({a for answers in answers_by_kind(splits.public).values() for a in answers}))

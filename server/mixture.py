@@ -27,10 +27,11 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from secure_mor.data.schema import normalize_answer
 from secure_mor.protocol import scoring as sp
 from secure_mor.server.errors import RoutingError, ServerError
 from secure_mor.server.federation import FederationService
@@ -40,6 +41,9 @@ from secure_mor.server.routing import Routing, renormalise
 from secure_mor.server.settings import SecurePathSettings
 
 LOGGER = logging.getLogger("secure_mor.server")
+
+MixtureReward = Literal["top1", "fused"]
+"""How a rollout's reward is read off its prompt's fused candidate scores (``MixtureOfRewards``)."""
 
 FeatureFn = Callable[[Sequence[Any], Sequence[str]], np.ndarray]
 """(images, questions) -> (n, H) features of the frozen reference (``secure_mor.models.features``)."""
@@ -125,13 +129,35 @@ class Scorer(Protocol):
 
 
 class MixtureOfRewards:
-    """TRL reward function: the router-weighted mixture of the clients' rewards, fused by ``scorer``."""
+    """TRL reward function: the router-weighted mixture of the clients' rewards, fused by ``scorer``.
+
+    With ``candidates`` (the public answers of each question kind), the clients score every candidate
+    answer of each prompt once, not the G sampled answers, and a rollout's reward is read off its
+    prompt's fused scores (``reward``): ``"top1"`` is 1 for the candidate the mixture scores highest
+    and 0 otherwise, ``"fused"`` is the candidate's fused score. Either way an answer that is not a
+    public answer of its question's kind gets 0: specialist reward models may score an answer of another
+    kind above the gold one ("circle" to "what colour is the shape?"). ``"top1"`` gives every wrong
+    answer the same 0, as an exact-match reward does: a graded reward that scores one wrong answer
+    higher than the others on most images ("circle" as the runner-up shape) teaches a policy that
+    cannot yet tell the images apart to give that answer everywhere. A prompt whose kind has no
+    candidates gets its G sampled answers scored, and their fused scores as rewards.
+    """
 
     __name__ = "mor"
 
-    def __init__(self, *, routing: Routing, features: FeatureFn, scorer: Scorer) -> None:
+    def __init__(
+        self,
+        *,
+        routing: Routing,
+        features: FeatureFn,
+        scorer: Scorer,
+        candidates: Mapping[str, Sequence[str]] | None = None,
+        reward: MixtureReward = "top1",
+    ) -> None:
         self.routing, self.features, self.scorer = routing, features, scorer
         self.clients = scorer.clients
+        self.candidates = {kind: tuple(answers) for kind, answers in (candidates or {}).items()}
+        self.reward = reward
         self._weight_sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(self.clients)))
         self._counts: dict[str, int] = defaultdict(int)
 
@@ -139,18 +165,18 @@ class MixtureOfRewards:
         self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
     ) -> list[float | None]:
         """Rewards for N rollouts; ``None`` for all of them when the step had to be skipped."""
-        rollouts = Rollouts(
-            images=list(columns["image"]),
-            questions=list(columns["question"]),
-            answers=[completion_text(c) for c in completions],
-            image_ids=columns.get("image_id"),
-        )
-        weights = self.routing.weights(self.features(rollouts.images, rollouts.questions), self.clients)
-        for kind, row in zip(columns.get("kind", ["all"] * len(weights)), weights, strict=True):
-            self._weight_sums[str(kind)] += row
-            self._counts[str(kind)] += 1
-        values = self.scorer.fuse(rollouts, weights)
-        return [None] * len(weights) if values is None else list(values)
+        answers = [completion_text(c) for c in completions]
+        kinds = [str(k) for k in columns.get("kind", ["all"] * len(answers))]
+        plan = _ScoringPlan.of(columns, answers, kinds, self.candidates)
+        features = self.features(plan.rollouts.images, plan.rollouts.questions)
+        weights = self.routing.weights(features, self.clients)
+        for kind, row in zip(plan.kinds, weights, strict=True):
+            self._weight_sums[kind] += row
+            self._counts[kind] += 1
+        values = self.scorer.fuse(plan.rollouts, weights)
+        if values is None:
+            return [None] * len(answers)
+        return plan.rewards(values, self.reward)
 
     def mean_weights(self) -> dict[str, dict[str, float]]:
         """The router's mean weight per question kind and client (by name) over every rollout so far."""
@@ -159,6 +185,74 @@ class MixtureOfRewards:
             kind: dict(zip(names, (total / self._counts[kind]).round(4).tolist(), strict=True))
             for kind, total in sorted(self._weight_sums.items())
         }
+
+
+@dataclass(frozen=True)
+class _ScoringPlan:
+    """What one step asks the clients to score, and how each rollout's reward is read off the result.
+
+    ``sources[i]`` is, for rollout i, either the index of its own row in ``rollouts`` (a kind without
+    candidates) or the (first row, count) of its prompt's candidate rows and the index of its answer
+    among them (-1: not a candidate, reward 0).
+    """
+
+    rollouts: Rollouts
+    kinds: tuple[str, ...]
+    sources: tuple[tuple[int, int, int], ...]  # (first row, rows, answer's offset or -1; rows 0: own row)
+
+    @classmethod
+    def of(
+        cls,
+        columns: Mapping[str, Any],
+        answers: Sequence[str],
+        kinds: Sequence[str],
+        candidates: Mapping[str, tuple[str, ...]],
+    ) -> _ScoringPlan:
+        images, questions = list(columns["image"]), list(columns["question"])
+        ids = columns.get("image_id")
+        rows: list[tuple[Any, str, str, Any]] = []  # image, question, answer, image id
+        row_kinds: list[str] = []
+        sources: list[tuple[int, int, int]] = []
+        prompts: dict[tuple[str, str], int] = {}
+        for i, (answer, kind) in enumerate(zip(answers, kinds, strict=True)):
+            image_id = ids[i] if ids is not None else None
+            options = candidates.get(kind)
+            if not options:
+                sources.append((len(rows), 0, 0))
+                rows.append((images[i], questions[i], answer, image_id))
+                row_kinds.append(kind)
+                continue
+            key = (str(image_id) if ids is not None else str(id(images[i])), questions[i])
+            if key not in prompts:
+                prompts[key] = len(rows)
+                rows.extend((images[i], questions[i], option, image_id) for option in options)
+                row_kinds.extend([kind] * len(options))
+            normalised = normalize_answer(answer)
+            offset = options.index(normalised) if normalised in options else -1
+            sources.append((prompts[key], len(options), offset))
+        has_ids = ids is not None
+        rollouts = Rollouts(
+            images=[r[0] for r in rows],
+            questions=[r[1] for r in rows],
+            answers=[r[2] for r in rows],
+            image_ids=[r[3] for r in rows] if has_ids else None,
+        )
+        return cls(rollouts, tuple(row_kinds), tuple(sources))
+
+    def rewards(self, values: Sequence[float], reward: MixtureReward) -> list[float | None]:
+        """Each rollout's reward from the fused ``values`` of the plan's rows."""
+        out: list[float | None] = []
+        for first, count, offset in self.sources:
+            if count == 0:
+                out.append(float(values[first]))
+            elif offset < 0:
+                out.append(0.0)
+            elif reward == "fused":
+                out.append(float(values[first + offset]))
+            else:
+                block = values[first : first + count]
+                out.append(float(offset == int(np.argmax(block))))
+        return out
 
 
 class FederatedScorer:

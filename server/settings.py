@@ -43,6 +43,12 @@ class GrpoSettings:
         "memory a tiny model does not need and costs time: benchmarks/grpo_throughput.py --checkpointing "
         "measures it.",
     )
+    mixture_reward: Literal["top1", "fused"] = help_field(
+        "top1",
+        "A rollout's reward from the clients' fused scores of every public answer of its question's kind: "
+        "'top1' is 1 for the answer the mixture scores highest, else 0; 'fused' is its fused score. An "
+        "answer of another kind gets 0 either way (server.mixture.MixtureOfRewards says why).",
+    )
     balance_kinds: bool = help_field(
         True,
         "Draw the public prompts' question kinds (their 'kind' column) equally often; false keeps their "

@@ -37,7 +37,7 @@ from transformers import TrainerCallback
 from secure_mor.anchors import ANCHORS_FILE, RunStarted
 from secure_mor.crypto.kit import SERVER_IDENTITY
 from secure_mor.crypto.signing import SigningKey
-from secure_mor.data import load_splits
+from secure_mor.data import FederatedSplits, answers_by_kind, load_splits
 from secure_mor.models.evaluate import EvalResult, evaluate_held_out
 from secure_mor.models.factory import Vlm, load_vlm
 from secure_mor.models.features import prompt_features
@@ -54,6 +54,8 @@ from secure_mor.server.mixture import FederatedScorer, MixtureOfRewards, Scorer,
 from secure_mor.server.rewards import GoldReward
 
 PROBE_BYTES = 64 * 1024
+CANDIDATE_LIMIT = 16
+"""A question kind with more public answers than this has its sampled answers scored, not every answer."""
 StepProgress = Callable[[int, int, float], None]
 """Called after each logged GRPO step with (step, max steps, mean reward)."""
 
@@ -118,6 +120,19 @@ class _CsvLog:
                 writer.writerows(kept)
             temporary.replace(self.path)
         return len(rows) - len(kept)
+
+
+def answer_candidates(public: Any) -> dict[str, tuple[str, ...]]:
+    """The public answers of each question kind that the clients score for every prompt of that kind.
+
+    Kinds with one answer (nothing to choose) or more than ``CANDIDATE_LIMIT`` (free-form answers) have
+    none: their prompts' sampled answers are scored instead.
+    """
+    return {
+        kind: answers
+        for kind, answers in answers_by_kind(public).items()
+        if 2 <= len(answers) <= CANDIDATE_LIMIT
+    }
 
 
 def last_complete_checkpoint(folder: Path) -> tuple[Path, int] | None:
@@ -207,7 +222,7 @@ class FederatedAlignment:
                 if main and scorer is None:
                     service, scorer = self._federated_scorer(resume)
                 if main and scorer is not None:
-                    mixture = self._mixture(reference, splits.calibration, scorer)
+                    mixture = self._mixture(reference, splits, scorer)
                 reward = MainProcessReward(mixture)
             trainer = build_grpo_trainer(
                 base_model=config.run.base_model,
@@ -273,7 +288,7 @@ class FederatedAlignment:
             raise
         return running, scorer
 
-    def _mixture(self, reference: Vlm, calibration: Any, scorer: Scorer) -> MixtureOfRewards:
+    def _mixture(self, reference: Vlm, splits: FederatedSplits, scorer: Scorer) -> MixtureOfRewards:
         def features(images: Any, questions: Any) -> Any:
             return prompt_features(reference, images, questions)
 
@@ -282,13 +297,19 @@ class FederatedAlignment:
             run.routing_spec,
             self.config.router,
             scorer.clients,
-            calibration,
+            splits.calibration,
             features,
             scorer.calibrate,
             request_id=f"{run.run_id}/calibration",
             folder=self.run_dir / "router",
         )
-        return MixtureOfRewards(routing=routing, features=features, scorer=scorer)
+        return MixtureOfRewards(
+            routing=routing,
+            features=features,
+            scorer=scorer,
+            candidates=answer_candidates(splits.public),
+            reward=self.config.grpo.mixture_reward,
+        )
 
     def _evaluate(self, policy: Vlm, splits: Any) -> EvalResult | None:
         settings = self.config.eval

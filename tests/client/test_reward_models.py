@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,27 @@ def test_a_group_of_answers_to_one_image_scores_as_each_answer_alone(
     )
     np.testing.assert_allclose(grouped, alone, atol=1e-5)
     assert len(set(np.round(grouped, 6))) > 1
+
+
+@pytest.mark.parametrize("arch", ["compact", "lora"])
+def test_with_candidates_a_score_is_the_choice_probability_among_them(
+    arch: str, request: pytest.FixtureRequest, pairs: datasets.Dataset, tmp_path: Path
+) -> None:
+    plain: RewardModel = request.getfixturevalue(arch).calibrated(pairs.select(range(8)))
+    candidates = tuple(sorted(set(pairs["chosen"]) | set(pairs["rejected"])))
+    model = replace(plain, candidates=candidates)
+    image, question = pairs[0]["image"], pairs[0]["question"]
+    # One GRPO group: each candidate as a policy would write it, and an answer no candidate matches.
+    answers = [f"{c.capitalize()}." for c in candidates] + ["a dog"]
+    scores = model.score([image] * len(answers), [question] * len(answers), answers)
+    logits = plain.rewards([image], [question], [[*candidates, "a dog"]])[0] / plain.temperature
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+    loaded = load_reward_model(model.save(tmp_path / arch))
+    assert loaded.candidates == candidates
+    again = loaded.score([image] * len(answers), [question] * len(answers), answers)
+    np.testing.assert_allclose(again, scores, atol=1e-5)
 
 
 def test_calibration_fits_a_temperature_without_changing_the_ranking(compact: RewardModel, pairs) -> None:
@@ -102,6 +124,8 @@ def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path,
     assert meta["architecture"] == "compact"
     key = meta["settings"]["public_init"]  # started from the public pretraining, cached beside the config
     assert (config.parent / "cache" / key / "compact_public.pt").is_file()
+    # It scores an answer against every public answer (the choice score), not the private shard's.
+    assert {"circle", "yes", "blue"} <= set(meta["candidates"])
     assert main(["client", "train-rm", "--config", str(config)]) == 1  # 2 + 2 > 3
     assert "privacy budget exceeded" in capsys.readouterr().err
     assert len((state / "privacy_ledger.jsonl").read_text().splitlines()) == 1

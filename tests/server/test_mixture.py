@@ -31,7 +31,14 @@ from secure_mor.crypto.signed_log import read_log
 from secure_mor.data import FederatedSplits
 from secure_mor.server.federation import FederationService, RunningFederation, serve_federation
 from secure_mor.server.fusion import SecureFusion, fetch_public_context
-from secure_mor.server.mixture import FederatedScorer, MixtureOfRewards, StepIds, StepRecord
+from secure_mor.server.mixture import (
+    FederatedScorer,
+    MixtureOfRewards,
+    MixtureReward,
+    Rollouts,
+    StepIds,
+    StepRecord,
+)
 from secure_mor.server.routing import UniformRouting
 from secure_mor.server.settings import SecurePathSettings
 
@@ -187,3 +194,68 @@ def test_mor_reward_is_the_router_weighted_mix_and_skips_below_k_min(
     assert StepIds(tmp_path / "step_counter", "mor-test").next() == "mor-test/3"  # a resumed run goes on
     agents["color"][0].stop.set()
     agents["color"][1].join(15)
+
+
+class RecordingScorer:
+    """The experiment's in-process scorer over real reward models, keeping what each step asked."""
+
+    def __init__(self, models: dict[str, RewardModel]) -> None:
+        from secure_mor.experiment.rewards import LocalScorer
+
+        self.inner = LocalScorer(models)
+        self.clients = self.inner.clients
+        self.asked: list[Rollouts] = []
+
+    def fuse(self, rollouts: Rollouts, weights: np.ndarray) -> list[float] | None:
+        self.asked.append(rollouts)
+        return self.inner.fuse(rollouts, weights)
+
+    def calibrate(self, request: Any) -> Any:
+        return self.inner.calibrate(request)
+
+
+@pytest.mark.parametrize("reward", ["top1", "fused"])
+def test_every_candidate_answer_is_scored_once_per_prompt_and_rollouts_read_their_reward_off_it(
+    easy_splits: FederatedSplits, reward: MixtureReward
+) -> None:
+    models = {"color": private_model(1), "shape": private_model(2)}
+    scorer = RecordingScorer(models)
+    candidates = {"color": ("blue", "green", "red"), "shape": ("circle", "triangle")}
+    mor = MixtureOfRewards(
+        routing=UniformRouting(),
+        features=lambda images, questions: np.zeros((len(questions), 4)),
+        scorer=scorer,
+        candidates=candidates,
+        reward=reward,
+    )
+    prompts = easy_splits.prompts.select(range(2))
+    answers = ["Red.", "blue", "circle", "a dog", "triangle", "blue", "circle", "circle"]
+    kinds = ["color"] * 4 + ["shape"] * 4
+    columns = {
+        "image": [img for img in prompts["image"] for _ in range(4)],
+        "question": [q for q in prompts["question"] for _ in range(4)],
+        "image_id": [i for i in prompts["image_id"] for _ in range(4)],
+        "kind": kinds,
+    }
+    rewards = mor(prompts=[None] * 8, completions=answers, **columns)
+    (asked,) = scorer.asked
+    assert list(asked.answers) == ["blue", "green", "red", "circle", "triangle"]  # not the 8 rollouts
+    fused = {}
+    for p, options in ((0, candidates["color"]), (1, candidates["shape"])):
+        image, question = prompts[p]["image"], prompts[p]["question"]
+        n = len(options)
+        mean = np.mean([m.score([image] * n, [question] * n, list(options)) for m in models.values()], axis=0)
+        fused[p] = dict(zip(options, mean, strict=True))
+    if reward == "fused":
+        expected = [fused[0]["red"], fused[0]["blue"], 0.0, 0.0, fused[1]["triangle"], 0.0]
+        expected += [fused[1]["circle"]] * 2
+        np.testing.assert_allclose(rewards, expected, atol=1e-6)
+    else:
+        best = {p: max(fused[p], key=fused[p].get) for p in fused}
+        expected = [float(a.lower().strip(".") == best[p // 4]) for p, a in enumerate(answers)]
+        assert expected[2] == expected[3] == expected[5] == 0.0  # off-kind or not an answer
+        assert rewards == expected
+    assert mor.mean_weights() == {
+        "color": {"color": 0.5, "shape": 0.5},
+        "shape": {"color": 0.5, "shape": 0.5},
+    }
