@@ -146,13 +146,15 @@ class Recipe:
     def quick(self) -> Self:
         """The same run at test size (``--quick``): the same code path, smaller numbers.
 
-        A client's own ``pairs``/``epochs`` stay: the default LoRA-VLM client needs its whole shard for
-        10 epochs at ε = 3 (on the quick base, held-out 0.835; for 6 epochs or 480 pairs × 8, chance).
+        The clients' training is the full run's: a compact client trains its whole shard in seconds, and
+        the default LoRA-VLM client needs its whole shard for 10 epochs at ε = 3 (on the quick base,
+        held-out 0.835; for 6 epochs or 480 pairs × 8, chance). A client that knows less than the policy
+        has nothing to teach it: at 600 pairs × 8 epochs the colour client ranked the gold colour first
+        for 54 % of test questions, the quick base answered 50 % right, and alignment lowered colour.
         """
         return dataclasses.replace(
             self,
             base=dataclasses.replace(self.base, steps=150),
-            reward_models=dataclasses.replace(self.reward_models, pairs=600, epochs=8),
             grpo=dataclasses.replace(self.grpo, steps=80, prompts_per_step=8, group_size=8),
             eval=dataclasses.replace(self.eval, limit=150),
         )
