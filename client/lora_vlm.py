@@ -3,7 +3,8 @@
 Shapes: image patches (B, P, D) (every image is resized to the same size, so P is fixed), token ids and
 attention masks (B, K, T), right-padded, with K = 2 for a pair (chosen, rejected) and K = 1 for scoring.
 The forward encodes the B images once (the vision tower is frozen) and runs K passes of batch B (prompt +
-answer k, given the image features) through the text model; Opacus' hooks append
+answer k, given the image features) through the text model (when scoring, without gradients, one pass
+of batch B·K instead: the same numbers, faster); Opacus' hooks append
 one activation per pass and add the per-row gradients of both passes, so row i's ``grad_sample`` is the
 exact gradient of pair i (a test checks it against per-pair autograd). Ghost clipping would compute one
 norm per pass and add norms, not gradients, so this model trains with ``grad_sample_mode="hooks"``.
@@ -57,6 +58,8 @@ class LoraVlmRewardModel(nn.Module):
         grid = self.grid.expand(batch, 3).contiguous()
         with torch.no_grad():  # the frozen vision tower, once for the K passes
             features = self.backbone.get_image_features(flat, grid, return_dict=True)
+        if not torch.is_grad_enabled():  # scoring: the K passes as one batch of B·K (Opacus is not here)
+            return self._one_pass(features, ids, mask)
         out = []
         for k in range(ids.shape[1]):
             hidden = self.backbone(
@@ -70,6 +73,28 @@ class LoraVlmRewardModel(nn.Module):
             h = hidden[torch.arange(batch), last]  # (B, H)
             out.append(self.value_head(h).squeeze(-1))  # (B,)
         return torch.stack(out, dim=1)
+
+    def _one_pass(self, features: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Rewards (B, K) from one text-model pass over the B·K sequences, each image's features repeated."""
+        batch, k = ids.shape[:2]
+        hidden = features.last_hidden_state
+        repeated = type(features)(
+            last_hidden_state=hidden.reshape(batch, -1, hidden.shape[-1])
+            .repeat_interleave(k, dim=0)
+            .reshape(-1, hidden.shape[-1]),
+            pooler_output=tuple(image for image in features.pooler_output for _ in range(k)),
+        )
+        flat_ids, flat_mask = ids.reshape(batch * k, -1), mask.reshape(batch * k, -1)
+        hidden_states = self.backbone(
+            input_ids=flat_ids,
+            attention_mask=flat_mask,
+            image_grid_thw=self.grid.expand(batch * k, 3).contiguous(),
+            mm_token_type_ids=(flat_ids == self.image_token_id).int(),
+            mm_encoder_outputs={"image": repeated},
+        ).last_hidden_state  # (B·K, T, H)
+        last = flat_mask.sum(dim=1) - 1
+        h = hidden_states[torch.arange(batch * k), last]
+        return self.value_head(h).squeeze(-1).reshape(batch, k)
 
 
 class LoraVlmEncoder:

@@ -6,12 +6,13 @@ the encoder that makes those rows from (image, question, answers). The temperatu
 held-out pairs (Bradley–Terry), and the offset is the median midpoint (r_c + r_r) / 2 there. Fitting
 two scalars changes no ranking (pairwise accuracy is unchanged).
 
-The score of one answer a to (image, question) is, with ``candidates`` (the public answer vocabulary,
-saved with the model), the Bradley–Terry model's choice probability (Luce) of a among the candidates
-and a: ``exp(r_a / T) / Σ_b exp(r_b / T)``. It compares a with the other answers to the SAME image,
-so an answer the model scores high on every image ("circle", whatever the shape) earns less than the
-right one; the absolute ``sigmoid((r_a − offset) / T)``, the score without candidates, let a policy that
-always gave such an answer earn almost as much as one that is always right.
+The score of one answer a to (image, question) is, with ``candidates`` (the public answers of each
+question kind, saved with the model), the Bradley–Terry model's choice probability (Luce) of a among
+the public answers of its kind: ``exp(r_a / T) / Σ_b exp(r_b / T)``. It compares a with the other
+answers to the SAME image, so an answer the model scores high on every image ("circle", whatever the
+shape) earns less than the right one. The absolute ``sigmoid((r_a − offset) / T)`` (the score of a
+group of answers none of which is a public answer, and of a model without candidates) let a policy
+that always gave such an answer earn almost as much as one that is always right.
 
 Folder layout written by ``save``: ``reward_model.json`` (architecture, sizes, temperature, offset,
 whether it was trained with DP and at which ε), ``weights.pt`` (the state dict; for ``lora-vlm`` only
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,8 @@ class RewardModel:
     private: bool = False
     epsilon: float | None = None
     vlm: Vlm | None = field(default=None, repr=False)
-    candidates: tuple[str, ...] = ()
-    """The answers an answer is compared with (public vocabulary); empty: the absolute sigmoid score."""
+    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The public answers of each question kind an answer is compared with; empty: the sigmoid score."""
 
     def rewards(
         self,
@@ -81,37 +82,50 @@ class RewardModel:
     def score(self, images: Sequence[Any], questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         """Scores (N,) in [0, 1] of one answer per (image, question) (the module docstring says which).
 
-        Answers to the same image object and question (a GRPO group) are scored as one row (the group's
-        answers and the candidates), so the image is encoded once per group rather than once per answer.
+        Answers to the same image object and question (a GRPO group, or the candidate answers the server
+        sends for one prompt) are scored as one row, so the image is encoded once per group; rows of the
+        same length are scored together.
         """
         groups: dict[tuple[int, str], list[int]] = {}
         for i, (image, question) in enumerate(zip(images, questions, strict=True)):
             groups.setdefault((id(image), question), []).append(i)
-        rows = [self._choices([answers[i] for i in group]) for group in groups.values()]
-        width = max((len(row) for row in rows), default=1)
-        padded = [row + [row[0]] * (width - len(row)) for row in rows]
-        firsts = [group[0] for group in groups.values()]
-        grouped = self.rewards([images[i] for i in firsts], [questions[i] for i in firsts], padded)
+        plans = [(group, self._choices([answers[i] for i in group])) for group in groups.values()]
+        by_width: dict[int, list[int]] = {}
+        for n, (_, (row, _)) in enumerate(plans):
+            by_width.setdefault(len(row), []).append(n)
+        raw: dict[int, np.ndarray] = {}
+        for members in by_width.values():
+            firsts = [plans[n][0][0] for n in members]
+            values = self.rewards(
+                [images[i] for i in firsts], [questions[i] for i in firsts], [plans[n][1][0] for n in members]
+            )
+            raw.update(zip(members, values, strict=True))
         out = np.zeros(len(questions))
-        for group, row, raw in zip(groups.values(), rows, grouped, strict=True):
-            raw = raw[: len(row)]
-            if self.candidates:
-                logits = raw / self.temperature
+        for n, (group, (row, choice)) in enumerate(plans):
+            if choice:
+                logits = raw[n] / self.temperature
                 probability = np.exp(logits - logits.max())
                 probability /= probability.sum()
                 where = {answer: j for j, answer in enumerate(row)}
                 out[group] = [probability[where[_choice_key(answers[i])]] for i in group]
             else:
-                out[group] = 1.0 / (1.0 + np.exp(-(raw[: len(group)] - self.offset) / self.temperature))
+                out[group] = 1.0 / (1.0 + np.exp(-(raw[n] - self.offset) / self.temperature))
         return out
 
-    def _choices(self, answers: list[str]) -> list[str]:
-        """The answers one row scores: the group's own, or the candidates and each new answer of the group."""
-        if not self.candidates:
-            return answers
-        known = set(self.candidates)
-        extra = dict.fromkeys(key for key in map(_choice_key, answers) if key not in known)
-        return [*self.candidates, *extra]
+    def _choices(self, answers: list[str]) -> tuple[list[str], bool]:
+        """What one group's row scores, and whether its scores are choice probabilities among that row.
+
+        With candidates: every candidate of each kind that one of the group's answers belongs to, and the
+        group's other answers; a group with no candidate answer, or a model without candidates, scores
+        its own answers by the absolute sigmoid.
+        """
+        keys = [_choice_key(answer) for answer in answers]
+        kinds = [kind for kind, options in self.candidates.items() if any(key in options for key in keys)]
+        if not kinds:
+            return answers, False
+        pool = dict.fromkeys(option for kind in kinds for option in self.candidates[kind])
+        pool.update(dict.fromkeys(keys))
+        return list(pool), True
 
     def pair_rewards(self, pairs: datasets.Dataset) -> np.ndarray:
         """Raw rewards (N, 2) of (chosen, rejected) on preference pairs."""
@@ -149,7 +163,7 @@ class RewardModel:
             "offset": self.offset,
             "private": self.private,
             "epsilon": self.epsilon,
-            "candidates": list(self.candidates),
+            "candidates": {kind: list(answers) for kind, answers in self.candidates.items()},
         }
         state = self.module.state_dict()
         if self.architecture == "lora-vlm":
@@ -240,7 +254,7 @@ def load_reward_model(path: Path) -> RewardModel:
         private=bool(meta["private"]),
         epsilon=None if epsilon is None else float(epsilon),
         vlm=vlm,
-        candidates=tuple(str(a) for a in meta.get("candidates", ())),
+        candidates={str(k): tuple(map(str, v)) for k, v in meta.get("candidates", {}).items()},
     )
 
 

@@ -151,6 +151,11 @@ def train_from_config(
     return result, path
 
 
-def answer_candidates(splits: FederatedSplits) -> tuple[str, ...]:
-    """The answers a score compares an answer with: every answer the public splits hold (public)."""
-    return tuple(sorted({a for answers in answers_by_kind(splits.public).values() for a in answers}))
+def answer_candidates(splits: FederatedSplits) -> dict[str, tuple[str, ...]]:
+    """The public answers of each question kind that a score compares an answer with (2–16 per kind).
+
+    A kind with one answer has nothing to compare; one with more is free-form and scored absolutely.
+    """
+    return {
+        kind: answers for kind, answers in answers_by_kind(splits.public).items() if 2 <= len(answers) <= 16
+    }

@@ -55,22 +55,33 @@ def test_a_group_of_answers_to_one_image_scores_as_each_answer_alone(
 
 
 @pytest.mark.parametrize("arch", ["compact", "lora"])
-def test_with_candidates_a_score_is_the_choice_probability_among_them(
+def test_with_candidates_a_score_is_the_choice_probability_among_the_answers_of_its_kind(
     arch: str, request: pytest.FixtureRequest, pairs: datasets.Dataset, tmp_path: Path
 ) -> None:
     plain: RewardModel = request.getfixturevalue(arch).calibrated(pairs.select(range(8)))
-    candidates = tuple(sorted(set(pairs["chosen"]) | set(pairs["rejected"])))
-    model = replace(plain, candidates=candidates)
+    colours = tuple(sorted(set(pairs["chosen"]) | set(pairs["rejected"])))
+    model = replace(plain, candidates={"color": colours, "shape": ("circle", "triangle")})
     image, question = pairs[0]["image"], pairs[0]["question"]
-    # One GRPO group: each candidate as a policy would write it, and an answer no candidate matches.
-    answers = [f"{c.capitalize()}." for c in candidates] + ["a dog"]
+
+    def choice(pool: list[str]) -> np.ndarray:
+        logits = plain.rewards([image], [question], [pool])[0] / plain.temperature
+        return np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+
+    # One group: each colour as a policy would write it, and an answer of no kind: compared with the
+    # colours only (no shape is in the group), the odd answer among them.
+    answers = [f"{c.capitalize()}." for c in colours] + ["a dog"]
     scores = model.score([image] * len(answers), [question] * len(answers), answers)
-    logits = plain.rewards([image], [question], [[*candidates, "a dog"]])[0] / plain.temperature
-    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    np.testing.assert_allclose(scores, choice([*colours, "a dog"]), atol=1e-5)
     assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+    # A group with a colour and a shape is compared with both kinds' answers.
+    mixed = model.score([image] * 2, [question] * 2, [colours[0], "triangle"])
+    both = choice([*colours, "circle", "triangle"])
+    np.testing.assert_allclose(mixed, both[[0, len(colours) + 1]], atol=1e-5)
+    # A group of answers of no known kind keeps the absolute score.
+    odd = model.score([image] * 2, [question] * 2, ["a dog", "two cats"])
+    np.testing.assert_allclose(odd, plain.score([image] * 2, [question] * 2, ["a dog", "two cats"]))
     loaded = load_reward_model(model.save(tmp_path / arch))
-    assert loaded.candidates == candidates
+    assert loaded.candidates == model.candidates
     again = loaded.score([image] * len(answers), [question] * len(answers), answers)
     np.testing.assert_allclose(again, scores, atol=1e-5)
 
@@ -125,7 +136,8 @@ def test_train_rm_cli_trains_records_and_refuses_past_the_budget(tmp_path: Path,
     key = meta["settings"]["public_init"]  # started from the public pretraining, cached beside the config
     assert (config.parent / "cache" / key / "compact_public.pt").is_file()
     # It scores an answer against every public answer (the choice score), not the private shard's.
-    assert {"circle", "yes", "blue"} <= set(meta["candidates"])
+    assert meta["candidates"]["shape"] == ["circle", "rectangle", "triangle"]
+    assert {"blue", "red"} <= set(meta["candidates"]["color"])
     assert main(["client", "train-rm", "--config", str(config)]) == 1  # 2 + 2 > 3
     assert "privacy budget exceeded" in capsys.readouterr().err
     assert len((state / "privacy_ledger.jsonl").read_text().splitlines()) == 1
