@@ -28,7 +28,7 @@ def test_simulate_quick_trains_audits_and_reports(
     for section in (
         "## Clients' reward models",
         "## Test accuracy per kind",
-        "## GRPO on the fused reward",
+        "## GRPO on the MoR reward",
         "## Router",
         "## Secure path per step",
         "## Audit: PASSED",

@@ -204,15 +204,26 @@ def _training(out: Path) -> list[str]:
     if not rows:
         return []
     figure, axis = plt.subplots(figsize=(6, 3))
-    axis.plot([int(r["step"]) for r in rows], [float(r["reward"]) for r in rows])
+    steps, rewards = [int(r["step"]) for r in rows], [float(r["reward"]) for r in rows]
+    axis.plot(steps, rewards, alpha=0.3, label="per step")
+    window = max(1, min(25, len(rewards) // 10))
+    smooth = [
+        sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
+        for i in range(len(rewards))
+    ]
+    axis.plot(steps, smooth, label=f"mean of the last {window}")
+    axis.legend(loc="lower right")
     axis.set_xlabel("GRPO step")
-    axis.set_ylabel("fused reward (mean)")
+    axis.set_ylabel("reward (mean over rollouts)")
     name = _save(figure, out / "reward.png")
-    first, last = float(rows[0]["reward"]), float(rows[-1]["reward"])
+    first, last = sum(rewards[:window]) / window, smooth[-1]
     return [
-        "## GRPO on the fused reward",
+        "## GRPO on the MoR reward",
         "",
-        f"{len(rows)} steps; mean fused reward {first:.3f} → {last:.3f}.",
+        f"{len(rows)} steps; mean reward of the sampled answers over the first and the last {window} "
+        f"steps {first:.3f} → {last:.3f} (with "
+        '`grpo.mixture_reward = "top1"`, the default: the share of them that were the answer the '
+        "clients' fused scores rank first among the public answers of the question's kind).",
         "",
         f"![reward]({name})",
         "",
