@@ -94,7 +94,8 @@ class LoraVlmRewardModel(nn.Module):
         ).last_hidden_state  # (B·K, T, H)
         last = flat_mask.sum(dim=1) - 1
         h = hidden_states[torch.arange(batch * k), last]
-        return self.value_head(h).squeeze(-1).reshape(batch, k)
+        rewards: torch.Tensor = self.value_head(h).squeeze(-1).reshape(batch, k)
+        return rewards
 
 
 class LoraVlmEncoder:

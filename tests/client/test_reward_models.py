@@ -65,7 +65,9 @@ def test_with_candidates_a_score_is_the_choice_probability_among_the_answers_of_
 
     def choice(pool: list[str]) -> np.ndarray:
         logits = plain.rewards([image], [question], [pool])[0] / plain.temperature
-        return np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        weights: np.ndarray = np.exp(logits - logits.max())
+        normalised: np.ndarray = weights / weights.sum()
+        return normalised
 
     # One group: each colour as a policy would write it, and an answer of no kind: compared with the
     # colours only (no shape is in the group), the odd answer among them.

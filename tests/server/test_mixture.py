@@ -240,18 +240,18 @@ def test_every_candidate_answer_is_scored_once_per_prompt_and_rollouts_read_thei
     rewards = mor(prompts=[None] * 8, completions=answers, **columns)
     (asked,) = scorer.asked
     assert list(asked.answers) == ["blue", "green", "red", "circle", "triangle"]  # not the 8 rollouts
-    fused = {}
+    fused: dict[int, dict[str, float]] = {}
     for p, options in ((0, candidates["color"]), (1, candidates["shape"])):
         image, question = prompts[p]["image"], prompts[p]["question"]
         n = len(options)
         mean = np.mean([m.score([image] * n, [question] * n, list(options)) for m in models.values()], axis=0)
-        fused[p] = dict(zip(options, mean, strict=True))
+        fused[p] = {a: float(v) for a, v in zip(options, mean, strict=True)}
     if reward == "fused":
         expected = [fused[0]["red"], fused[0]["blue"], 0.0, 0.0, fused[1]["triangle"], 0.0]
         expected += [fused[1]["circle"]] * 2
-        np.testing.assert_allclose(rewards, expected, atol=1e-6)
+        np.testing.assert_allclose(np.array(rewards, dtype=float), expected, atol=1e-6)
     else:
-        best = {p: max(fused[p], key=fused[p].get) for p in fused}
+        best = {p: max(scores.items(), key=lambda item: item[1])[0] for p, scores in fused.items()}
         expected = [float(a.lower().strip(".") == best[p // 4]) for p, a in enumerate(answers)]
         assert expected[2] == expected[3] == expected[5] == 0.0  # off-kind or not an answer
         assert rewards == expected
