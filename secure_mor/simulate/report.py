@@ -238,8 +238,17 @@ def _router(out: Path) -> list[str]:
     means = {c.removeprefix("weight:"): statistics.mean(float(r[c]) for r in rows if r[c]) for c in columns}
     figure, axis = plt.subplots(figsize=(6, 3))
     axis.bar(list(means), list(means.values()))
-    axis.set_ylabel("mean router weight")
-    lines = ["## Router", "", "| client | mean weight over all rollouts |", "|---|---|"]
+    axis.set_ylabel("mean router weight (scored answers)")
+    lines = [
+        "## Router",
+        "",
+        "Over every answer the clients scored: a prompt counts once per public answer of its kind (8 "
+        "colours, 3 shapes, yes/no on easy-VQA), so kinds with more answers weigh more here; the table "
+        "per kind below counts prompts.",
+        "",
+        "| client | mean weight over the scored answers |",
+        "|---|---|",
+    ]
     lines += [f"| {c} | {w:.3f} |" for c, w in means.items()]
     return [*lines, "", f"![router weights]({_save(figure, out / 'router.png')})", ""]
 
