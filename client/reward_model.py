@@ -89,25 +89,26 @@ class RewardModel:
         groups: dict[tuple[int, str], list[int]] = {}
         for i, (image, question) in enumerate(zip(images, questions, strict=True)):
             groups.setdefault((id(image), question), []).append(i)
-        plans = [(group, self._choices([answers[i] for i in group])) for group in groups.values()]
+        members = list(groups.values())
+        plans = [self._choices([answers[i] for i in group]) for group in members]
         by_width: dict[int, list[int]] = {}
-        for n, (_, (row, _)) in enumerate(plans):
+        for n, (row, _) in enumerate(plans):
             by_width.setdefault(len(row), []).append(n)
         raw: dict[int, np.ndarray] = {}
-        for members in by_width.values():
-            firsts = [plans[n][0][0] for n in members]
+        for same in by_width.values():
+            firsts = [members[n][0] for n in same]
             values = self.rewards(
-                [images[i] for i in firsts], [questions[i] for i in firsts], [plans[n][1][0] for n in members]
+                [images[i] for i in firsts], [questions[i] for i in firsts], [plans[n][0] for n in same]
             )
-            raw.update(zip(members, values, strict=True))
+            raw.update(zip(same, values, strict=True))
         out = np.zeros(len(questions))
-        for n, (group, (row, choice)) in enumerate(plans):
+        for n, (group, (row, choice)) in enumerate(zip(members, plans, strict=True)):
             if choice:
                 logits = raw[n] / self.temperature
                 probability = np.exp(logits - logits.max())
                 probability /= probability.sum()
                 where = {answer: j for j, answer in enumerate(row)}
-                out[group] = [probability[where[_choice_key(answers[i])]] for i in group]
+                out[group] = [probability[where[normalize_answer(answers[i])]] for i in group]
             else:
                 out[group] = 1.0 / (1.0 + np.exp(-(raw[n] - self.offset) / self.temperature))
         return out
@@ -119,7 +120,7 @@ class RewardModel:
         group's other answers; a group with no candidate answer, or a model without candidates, scores
         its own answers by the absolute sigmoid.
         """
-        keys = [_choice_key(answer) for answer in answers]
+        keys = [normalize_answer(answer) for answer in answers]
         kinds = [kind for kind, options in self.candidates.items() if any(key in options for key in keys)]
         if not kinds:
             return answers, False
@@ -180,11 +181,6 @@ class RewardModel:
 
 TEMPERATURES = np.exp(np.linspace(-5.0, 5.0, 201))
 """The grid ``calibrated`` searches for the score's temperature."""
-
-
-def _choice_key(answer: str) -> str:
-    """How an answer is matched against the candidates (exact-match normalisation)."""
-    return normalize_answer(answer)
 
 
 def platt_target(pairs: int) -> float:

@@ -21,7 +21,13 @@ from secure_mor.client.public_init import StateDict, off_kind, public_state
 from secure_mor.client.reward_model import RewardModel, build_reward_model
 from secure_mor.client.training import Progress, TrainResult, train_reward_model
 from secure_mor.crypto.signing import SigningKey
-from secure_mor.data import FederatedSplits, answers_by_kind, build_preference_pairs, load_splits
+from secure_mor.data import (
+    FederatedSplits,
+    answer_candidates,
+    answers_by_kind,
+    build_preference_pairs,
+    load_splits,
+)
 
 
 @dataclass(frozen=True)
@@ -145,17 +151,7 @@ def train_from_config(
         )
     finally:
         ledger.close()
-    model = replace(result.model, candidates=answer_candidates(splits))
+    model = replace(result.model, candidates=answer_candidates(splits.public))
     result = replace(result, model=model)
     path = model.save(out or config.reward_model.out)
     return result, path
-
-
-def answer_candidates(splits: FederatedSplits) -> dict[str, tuple[str, ...]]:
-    """The public answers of each question kind that a score compares an answer with (2–16 per kind).
-
-    A kind with one answer has nothing to compare; one with more is free-form and scored absolutely.
-    """
-    return {
-        kind: answers for kind, answers in answers_by_kind(splits.public).items() if 2 <= len(answers) <= 16
-    }

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,12 +38,9 @@ from secure_mor.server.federation import FederationService
 from secure_mor.server.fusion import DecryptionRefusedError, SecureFusion
 from secure_mor.server.rewards import completion_text
 from secure_mor.server.routing import Routing, renormalise
-from secure_mor.server.settings import SecurePathSettings
+from secure_mor.server.settings import MixtureReward, SecurePathSettings
 
 LOGGER = logging.getLogger("secure_mor.server")
-
-MixtureReward = Literal["top1", "fused"]
-"""How a rollout's reward is read off its prompt's fused candidate scores (``MixtureOfRewards``)."""
 
 FeatureFn = Callable[[Sequence[Any], Sequence[str]], np.ndarray]
 """(images, questions) -> (n, H) features of the frozen reference (``secure_mor.models.features``)."""
@@ -168,8 +165,11 @@ class MixtureOfRewards:
         answers = [completion_text(c) for c in completions]
         kinds = [str(k) for k in columns.get("kind", ["all"] * len(answers))]
         plan = _ScoringPlan.of(columns, answers, kinds, self.candidates)
-        features = self.features(plan.rollouts.images, plan.rollouts.questions)
-        weights = self.routing.weights(features, self.clients)
+        firsts = plan.prompt_rows
+        features = self.features(
+            [plan.rollouts.images[i] for i in firsts], [plan.rollouts.questions[i] for i in firsts]
+        )
+        weights = self.routing.weights(features, self.clients)[list(plan.row_prompts)]
         for kind, row in zip(plan.kinds, weights, strict=True):
             self._weight_sums[kind] += row
             self._counts[kind] += 1
@@ -191,14 +191,18 @@ class MixtureOfRewards:
 class _ScoringPlan:
     """What one step asks the clients to score, and how each rollout's reward is read off the result.
 
-    ``sources[i]`` is, for rollout i, either the index of its own row in ``rollouts`` (a kind without
-    candidates) or the (first row, count) of its prompt's candidate rows and the index of its answer
-    among them (-1: not a candidate, reward 0).
+    ``sources[i]`` is, for rollout i, (first row, rows, offset): with rows = 0, its own row ``first``
+    in ``rollouts`` (a kind without candidates); else its prompt's candidate rows ``first`` to
+    ``first + rows`` and its answer's offset among them (-1: not a candidate, reward 0).
+    ``row_prompts`` maps each row to its prompt, one of ``prompt_rows`` (a row of each prompt), so
+    router features are computed once per prompt.
     """
 
     rollouts: Rollouts
     kinds: tuple[str, ...]
-    sources: tuple[tuple[int, int, int], ...]  # (first row, rows, answer's offset or -1; rows 0: own row)
+    sources: tuple[tuple[int, int, int], ...]
+    row_prompts: tuple[int, ...]
+    prompt_rows: tuple[int, ...]
 
     @classmethod
     def of(
@@ -208,36 +212,40 @@ class _ScoringPlan:
         kinds: Sequence[str],
         candidates: Mapping[str, tuple[str, ...]],
     ) -> _ScoringPlan:
-        images, questions = list(columns["image"]), list(columns["question"])
-        ids = columns.get("image_id")
-        rows: list[tuple[Any, str, str, Any]] = []  # image, question, answer, image id
-        row_kinds: list[str] = []
+        images, questions, ids = list(columns["image"]), list(columns["question"]), columns.get("image_id")
+        rows: list[int] = []  # the rollout each row takes its image, question and id from
+        row_answers: list[str] = []
         sources: list[tuple[int, int, int]] = []
-        prompts: dict[tuple[str, str], int] = {}
+        prompts: dict[tuple[str, str], int] = {}  # prompt -> its index
+        candidate_rows: dict[int, int] = {}  # prompt index -> first of its candidate rows
+        row_prompts: list[int] = []
         for i, (answer, kind) in enumerate(zip(answers, kinds, strict=True)):
-            image_id = ids[i] if ids is not None else None
-            options = candidates.get(kind)
+            key = (str(ids[i]) if ids is not None else str(id(images[i])), questions[i])
+            prompt = prompts.setdefault(key, len(prompts))
+            options = candidates.get(kind, ())
             if not options:
                 sources.append((len(rows), 0, 0))
-                rows.append((images[i], questions[i], answer, image_id))
-                row_kinds.append(kind)
+                rows.append(i)
+                row_answers.append(answer)
+                row_prompts.append(prompt)
                 continue
-            key = (str(image_id) if ids is not None else str(id(images[i])), questions[i])
-            if key not in prompts:
-                prompts[key] = len(rows)
-                rows.extend((images[i], questions[i], option, image_id) for option in options)
-                row_kinds.extend([kind] * len(options))
+            if prompt not in candidate_rows:
+                candidate_rows[prompt] = len(rows)
+                rows.extend([i] * len(options))
+                row_answers.extend(options)
+                row_prompts.extend([prompt] * len(options))
             normalised = normalize_answer(answer)
             offset = options.index(normalised) if normalised in options else -1
-            sources.append((prompts[key], len(options), offset))
-        has_ids = ids is not None
+            sources.append((candidate_rows[prompt], len(options), offset))
         rollouts = Rollouts(
-            images=[r[0] for r in rows],
-            questions=[r[1] for r in rows],
-            answers=[r[2] for r in rows],
-            image_ids=[r[3] for r in rows] if has_ids else None,
+            images=[images[i] for i in rows],
+            questions=[questions[i] for i in rows],
+            answers=row_answers,
+            image_ids=[ids[i] for i in rows] if ids is not None else None,
         )
-        return cls(rollouts, tuple(row_kinds), tuple(sources))
+        prompt_rows = tuple(row_prompts.index(prompt) for prompt in range(len(prompts)))
+        kinds_of_rows = tuple(str(kinds[i]) for i in rows)
+        return cls(rollouts, kinds_of_rows, tuple(sources), tuple(row_prompts), prompt_rows)
 
     def rewards(self, values: Sequence[float], reward: MixtureReward) -> list[float | None]:
         """Each rollout's reward from the fused ``values`` of the plan's rows."""

@@ -13,6 +13,9 @@ from typing import Literal
 from secure_mor.config import help_field, require
 from secure_mor.errors import ConfigError
 
+MixtureReward = Literal["top1", "fused"]
+"""How a rollout's reward is read off its prompt's fused candidate scores (``server.mixture``)."""
+
 
 @dataclass(frozen=True)
 class GrpoSettings:
@@ -43,7 +46,7 @@ class GrpoSettings:
         "memory a tiny model does not need and costs time: benchmarks/grpo_throughput.py --checkpointing "
         "measures it.",
     )
-    mixture_reward: Literal["top1", "fused"] = help_field(
+    mixture_reward: MixtureReward = help_field(
         "top1",
         "A rollout's reward from the clients' fused scores of every public answer of its question's kind: "
         "'top1' is 1 for the answer the mixture scores highest, else 0; 'fused' is its fused score. An "

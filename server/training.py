@@ -37,7 +37,7 @@ from transformers import TrainerCallback
 from secure_mor.anchors import ANCHORS_FILE, RunStarted
 from secure_mor.crypto.kit import SERVER_IDENTITY
 from secure_mor.crypto.signing import SigningKey
-from secure_mor.data import FederatedSplits, answers_by_kind, load_splits
+from secure_mor.data import FederatedSplits, answer_candidates, load_splits
 from secure_mor.models.evaluate import EvalResult, evaluate_held_out
 from secure_mor.models.factory import Vlm, load_vlm
 from secure_mor.models.features import prompt_features
@@ -54,8 +54,6 @@ from secure_mor.server.mixture import FederatedScorer, MixtureOfRewards, Scorer,
 from secure_mor.server.rewards import GoldReward
 
 PROBE_BYTES = 64 * 1024
-CANDIDATE_LIMIT = 16
-"""A question kind with more public answers than this has its sampled answers scored, not every answer."""
 StepProgress = Callable[[int, int, float], None]
 """Called after each logged GRPO step with (step, max steps, mean reward)."""
 
@@ -120,19 +118,6 @@ class _CsvLog:
                 writer.writerows(kept)
             temporary.replace(self.path)
         return len(rows) - len(kept)
-
-
-def answer_candidates(public: Any) -> dict[str, tuple[str, ...]]:
-    """The public answers of each question kind that the clients score for every prompt of that kind.
-
-    Kinds with one answer (nothing to choose) or more than ``CANDIDATE_LIMIT`` (free-form answers) have
-    none: their prompts' sampled answers are scored instead.
-    """
-    return {
-        kind: answers
-        for kind, answers in answers_by_kind(public).items()
-        if 2 <= len(answers) <= CANDIDATE_LIMIT
-    }
 
 
 def last_complete_checkpoint(folder: Path) -> tuple[Path, int] | None:

@@ -13,7 +13,12 @@ from secure_mor.data.config import ClientSplit, ColumnMap, DataConfig, Fractions
 
 if TYPE_CHECKING:
     from secure_mor.data.fingerprint import dataset_fingerprint
-    from secure_mor.data.preferences import PAIR_FEATURES, answers_by_kind, build_preference_pairs
+    from secure_mor.data.preferences import (
+        PAIR_FEATURES,
+        answer_candidates,
+        answers_by_kind,
+        build_preference_pairs,
+    )
     from secure_mor.data.schema import VQA_COLUMNS, VQA_FEATURES, normalize_answer
     from secure_mor.data.sources import load_easy_vqa, load_hf_vqa, load_vqa
     from secure_mor.data.splits import FederatedSplits, load_splits, make_splits
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "dataset_fingerprint": "fingerprint",
     "PAIR_FEATURES": "preferences",
+    "answer_candidates": "preferences",
     "answers_by_kind": "preferences",
     "build_preference_pairs": "preferences",
     "VQA_COLUMNS": "schema",
@@ -44,6 +50,7 @@ __all__ = [
     "FederatedSplits",
     "Fractions",
     "KindLimit",
+    "answer_candidates",
     "answers_by_kind",
     "build_preference_pairs",
     "dataset_fingerprint",

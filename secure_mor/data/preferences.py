@@ -36,6 +36,24 @@ def answers_by_kind(dataset: datasets.Dataset) -> dict[str, tuple[str, ...]]:
     return {kind: tuple(sorted(answers)) for kind, answers in found.items()}
 
 
+CANDIDATE_LIMIT = 16
+"""A kind with more public answers than this is free-form: its answers are not listed as candidates."""
+
+
+def answer_candidates(dataset: datasets.Dataset) -> dict[str, tuple[str, ...]]:
+    """The answers of each kind that a sampled answer is compared with (``answers_by_kind``, 2–16 each).
+
+    The server has the clients score them for every prompt of the kind; a client's score is an answer's
+    choice probability among them. A kind with one answer has nothing to compare; one with more than
+    ``CANDIDATE_LIMIT`` is free-form, and its sampled answers are scored as they are.
+    """
+    return {
+        kind: answers
+        for kind, answers in answers_by_kind(dataset).items()
+        if 2 <= len(answers) <= CANDIDATE_LIMIT
+    }
+
+
 def build_preference_pairs(
     shard: datasets.Dataset,
     *,

@@ -34,13 +34,12 @@ from secure_mor.server.fusion import SecureFusion, fetch_public_context
 from secure_mor.server.mixture import (
     FederatedScorer,
     MixtureOfRewards,
-    MixtureReward,
     Rollouts,
     StepIds,
     StepRecord,
 )
 from secure_mor.server.routing import UniformRouting
-from secure_mor.server.settings import SecurePathSettings
+from secure_mor.server.settings import MixtureReward, SecurePathSettings
 
 from ..crypto.conftest import kit_tls, stub_for
 
